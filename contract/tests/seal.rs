@@ -1,0 +1,149 @@
+//! Sealing round-trips, tamper detection and key rotation.
+
+use contract::seal::{Keyring, PlatformKey, PlatformKeyError, SealError, Sealed};
+
+const CONTEXT: &str = "lyra/cluster/0b5c3e4a-9d2f-4c1e-8a7b-3f6d2e1c0a99/read-write";
+
+fn keyring() -> Keyring {
+    Keyring::new(PlatformKey::generate().unwrap().0, vec![])
+}
+
+#[test]
+fn sealing_round_trips_and_hides_the_plaintext() {
+    let ring = keyring();
+    let secret = b"Zq8vN3xR7tLp2WcY5kHm9JdF4sBg6QaE";
+    let sealed = ring.seal(secret, CONTEXT).unwrap();
+    assert_eq!(&ring.unseal(&sealed, CONTEXT).unwrap()[..], secret);
+    let stored = serde_json::to_string(&sealed).unwrap();
+    assert!(!stored.contains("Zq8vN3xR7tLp"));
+    assert!(!format!("{sealed:?}").contains(&sealed.ciphertext));
+    // Fresh nonce every time: sealing twice never gives the same bytes.
+    assert_ne!(ring.seal(secret, CONTEXT).unwrap(), sealed);
+}
+
+#[test]
+fn the_platform_key_id_is_a_fixed_function_of_the_key() {
+    // Computed independently as HMAC-SHA256(key, "lyra platform key id")[..8] in hex.
+    let key = PlatformKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+    assert_eq!(key.id(), "11d3111c37a361c4");
+    // Padding and a trailing newline (as in a key file) are accepted.
+    let again = PlatformKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n").unwrap();
+    assert_eq!(again.id(), key.id());
+    assert!(!format!("{key:?}").contains("AAECAw"));
+}
+
+#[test]
+fn bad_platform_keys_are_typed_errors() {
+    assert_eq!(
+        PlatformKey::from_base64("not base64 at all!").unwrap_err(),
+        PlatformKeyError::NotBase64
+    );
+    assert_eq!(
+        PlatformKey::from_base64("AAECAw==").unwrap_err(),
+        PlatformKeyError::WrongLength(4)
+    );
+    assert_eq!(
+        PlatformKey::from_base64("").unwrap_err(),
+        PlatformKeyError::WrongLength(0)
+    );
+}
+
+fn tampered(sealed: &Sealed, field: fn(&mut Sealed) -> &mut String, at: usize) -> Sealed {
+    let mut copy = sealed.clone();
+    let s = field(&mut copy);
+    let c = s.as_bytes()[at];
+    let swap = if c == b'A' { "B" } else { "A" };
+    s.replace_range(at..at + 1, swap);
+    copy
+}
+
+#[test]
+fn any_tampering_is_detected() {
+    let ring = keyring();
+    let sealed = ring.seal(b"secret material", CONTEXT).unwrap();
+    for at in 0..sealed.ciphertext.len() - 1 {
+        let bad = tampered(&sealed, |s| &mut s.ciphertext, at);
+        assert!(
+            matches!(ring.unseal(&bad, CONTEXT), Err(SealError::Unauthentic)),
+            "ciphertext position {at}"
+        );
+    }
+    for at in 0..sealed.nonce.len() - 1 {
+        let bad = tampered(&sealed, |s| &mut s.nonce, at);
+        assert!(
+            matches!(ring.unseal(&bad, CONTEXT), Err(SealError::Unauthentic)),
+            "nonce position {at}"
+        );
+    }
+    let mut truncated = sealed.clone();
+    truncated.ciphertext.truncate(10);
+    assert!(ring.unseal(&truncated, CONTEXT).is_err());
+    let mut bad_b64 = sealed.clone();
+    bad_b64.nonce = "***".into();
+    assert!(matches!(
+        ring.unseal(&bad_b64, CONTEXT),
+        Err(SealError::Malformed(_))
+    ));
+    let mut alg = sealed.clone();
+    alg.alg = "aes-128-ecb".into();
+    assert!(matches!(
+        ring.unseal(&alg, CONTEXT),
+        Err(SealError::UnsupportedAlgorithm(_))
+    ));
+}
+
+#[test]
+fn a_sealed_value_opens_only_in_its_context() {
+    let ring = keyring();
+    let sealed = ring.seal(b"secret", CONTEXT).unwrap();
+    let elsewhere = CONTEXT.replace("read-write", "read-only");
+    assert!(matches!(
+        ring.unseal(&sealed, &elsewhere),
+        Err(SealError::Unauthentic)
+    ));
+}
+
+#[test]
+fn the_wrong_platform_key_is_refused() {
+    let sealed = keyring().seal(b"secret", CONTEXT).unwrap();
+    let other = keyring();
+    assert!(matches!(
+        other.unseal(&sealed, CONTEXT),
+        Err(SealError::UnknownKey { .. })
+    ));
+    // Even a key that claims the right id cannot open it.
+    let mut forged = sealed.clone();
+    forged.kid = other.current_id().to_owned();
+    assert!(matches!(
+        other.unseal(&forged, CONTEXT),
+        Err(SealError::Unauthentic)
+    ));
+}
+
+#[test]
+fn rotation_opens_old_values_and_reseals_with_the_new_key() {
+    let (old_key, old_b64) = PlatformKey::generate().unwrap();
+    let old_ring = Keyring::new(old_key, vec![]);
+    let sealed = old_ring.seal(b"secret", CONTEXT).unwrap();
+
+    let (new_key, _) = PlatformKey::generate().unwrap();
+    let previous = PlatformKey::from_base64(&old_b64).unwrap();
+    let rotated = Keyring::new(new_key, vec![previous]);
+    assert!(rotated.needs_reseal(&sealed));
+    assert_eq!(&rotated.unseal(&sealed, CONTEXT).unwrap()[..], b"secret");
+
+    let resealed = rotated.reseal(&sealed, CONTEXT).unwrap();
+    assert_eq!(resealed.kid, rotated.current_id());
+    assert!(!rotated.needs_reseal(&resealed));
+    assert_eq!(&rotated.unseal(&resealed, CONTEXT).unwrap()[..], b"secret");
+    // The old ring alone cannot read what the new key sealed.
+    assert!(old_ring.unseal(&resealed, CONTEXT).is_err());
+}
+
+#[test]
+fn unknown_fields_in_a_stored_value_are_refused() {
+    let sealed = keyring().seal(b"x", CONTEXT).unwrap();
+    let mut json = serde_json::to_value(&sealed).unwrap();
+    json["extra"] = "1".into();
+    assert!(serde_json::from_value::<Sealed>(json).is_err());
+}

@@ -1,0 +1,14 @@
+//! What Lyra's tests stand on: real processes, started on free loopback ports, that tests can
+//! kill and restart, and that never outlive the test process.
+//!
+//! - [`RedisServer`]: a real `redis-server` with its own directory and AOF on.
+//! - [`supervised`]: spawning any child so that it dies with the test process, even when the
+//!   test aborts without running destructors.
+//! - [`free_port`]: a loopback port nobody is listening on.
+
+mod port;
+mod redis_server;
+pub mod supervised;
+
+pub use port::free_port;
+pub use redis_server::{HarnessError, RedisServer};
