@@ -1,6 +1,6 @@
 //! `lyra`: the one binary. It only parses the command line and calls into the crates.
 //!
-//! Today it manages the platform key; later issues add `dev`, `orion`, `nebula`,
+//! Today: `orion` (the control API) and `platform-key`; later issues add `dev`, `nebula`,
 //! `gatekeeper`, `certs` and the client subcommands.
 
 use std::io::Write;
@@ -22,6 +22,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Run Orion, the control API (accounts, regions, clusters, API keys).
+    ///
+    /// Example: `LYRA_OPERATOR_TOKEN=... LYRA_MASTER_KEY=$(lyra platform-key new) lyra orion`
+    Orion(control::OrionConfig),
     /// The platform key that seals every stored secret (cluster secrets, certificate keys).
     #[command(subcommand)]
     PlatformKey(PlatformKeyCommand),
@@ -46,6 +50,7 @@ enum PlatformKeyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Commands::Orion(config) => serve(|shutdown| control::run(config, shutdown)),
         Commands::PlatformKey(PlatformKeyCommand::New) => PlatformKey::generate()
             .map_err(|e| e.to_string())
             .map(|(_, encoded)| encoded.to_string()),
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         }
     };
     match result {
+        Ok(line) if line.is_empty() => ExitCode::SUCCESS,
         Ok(line) => {
             let mut out = std::io::stdout().lock();
             if writeln!(out, "{line}").is_err() {
@@ -68,4 +74,48 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs a service on a multi-threaded runtime until SIGINT or SIGTERM.
+fn serve<F, Fut, E>(service: F) -> Result<String, String>
+where
+    F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    init_tracing();
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start: {e}"))?;
+    runtime.block_on(async {
+        service(Box::pin(shutdown_signal()))
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(String::new())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
 }

@@ -16,6 +16,7 @@ pub const DEFAULT_QDRANT_VERSION: &str = "v1.18.3";
 
 /// Where a cluster is in its life. On the wire these are the upper-case names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Phase {
     /// Accepted, waiting for capacity in its region.
@@ -83,6 +84,7 @@ impl fmt::Display for Phase {
 
 /// The shape of a cluster: how many nodes, and what each node gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfiguration {
     pub num_nodes: u32,
@@ -111,6 +113,7 @@ impl ClusterConfiguration {
 
 /// What a client asks for when creating a cluster (the seed's request shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     pub name: String,
@@ -132,6 +135,7 @@ impl ClusterSpec {
 
 /// A cluster as the platform records it and as Orion shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cluster {
     pub id: ClusterId,
     pub account_id: AccountId,
@@ -146,7 +150,9 @@ pub struct Cluster {
     pub phase: Phase,
     /// Why the cluster is in its phase, in words a person can act on; `None` when healthy.
     pub reason: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
     /// Bumped on every change of the desired shape, so a worker can tell a stale command from
     /// the current one.

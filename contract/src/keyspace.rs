@@ -10,10 +10,11 @@
 //! | `lyra:{lyra}:account:<id>` | string | an account (JSON) |
 //! | `lyra:{lyra}:accounts` | zset | account ids by creation time |
 //! | `lyra:{lyra}:token:<sha256-hex>` | string | an account token's record, found by the token's hash |
-//! | `lyra:{lyra}:region:<provider>:<region>` | string | a region: driver, totals, allocated (JSON) |
+//! | `lyra:{lyra}:region:<provider>:<region>` | hash | a region: driver, totals, allocated ([`crate::record`]) |
 //! | `lyra:{lyra}:regions` | set | `<provider>:<region>` of every region |
-//! | `lyra:{lyra}:region:<provider>:<region>:waiting` | zset | PENDING cluster ids, scored by arrival |
-//! | `lyra:{lyra}:cluster:<id>` | string | a cluster (JSON) |
+//! | `lyra:{lyra}:region:<provider>:<region>:waiting` | list | PENDING cluster ids, oldest first |
+//! | `lyra:{lyra}:cluster:<id>` | hash | a cluster and its reservation ([`crate::record`]) |
+//! | `lyra:{lyra}:cluster:<id>:command` | string | the provisioning command of a PENDING cluster, queued when capacity frees |
 //! | `lyra:{lyra}:account:<id>:clusters` | zset | an account's cluster ids by creation time |
 //! | `lyra:{lyra}:cluster:<id>:secrets` | string | the cluster's sealed secrets (JSON) |
 //! | `lyra:{lyra}:cluster:<id>:keys` | hash | API key id → key metadata (JSON), never the key |
@@ -23,7 +24,7 @@
 //! | `lyra:{lyra}:routes` | hash | cluster id → route record (JSON): the gateways' snapshot |
 //! | `lyra:{lyra}:config:version` | string | the platform-wide version counter for routes, revocations, certificates |
 //! | `lyra:{lyra}:revoked` | zset | revoked key ids, scored by the key's expiry (unix seconds; +inf for none) |
-//! | `lyra:{lyra}:idempotency:<account>:<key>` | string | the first answer to an idempotent request (24 h) |
+//! | `lyra:{lyra}:idempotency:<caller>:<key>` | string | the first answer to an idempotent request (24 h) |
 //! | `lyra:{lyra}:audit:<account>` | stream | the account's audit log |
 //! | `lyra:{lyra}:usage:<cluster>` | hash | request and byte counters reported by gateways |
 //! | `lyra:{lyra}:ca` | string | the platform CA, sealed |
@@ -32,6 +33,8 @@
 
 use crate::ids::{AccountId, ClusterId};
 
+/// The prefix of every control-plane key (the Lua scripts receive it as ARGV[1]).
+pub const PREFIX: &str = "lyra:{lyra}:";
 const P: &str = "lyra:{lyra}";
 
 pub fn account(id: AccountId) -> String {
@@ -67,6 +70,10 @@ pub fn account_clusters(account: AccountId) -> String {
     format!("{P}:account:{account}:clusters")
 }
 
+pub fn cluster_queued_command(id: ClusterId) -> String {
+    format!("{P}:cluster:{id}:command")
+}
+
 pub fn cluster_secrets(id: ClusterId) -> String {
     format!("{P}:cluster:{id}:secrets")
 }
@@ -88,6 +95,19 @@ pub fn dead_letter_stream() -> String {
     format!("{P}:commands:dead")
 }
 
+/// Fields of a dead-letter entry.
+pub mod dead_letter {
+    /// The command envelope, exactly as it was on the command stream.
+    pub const COMMAND: &str = "command";
+    /// Why the last attempt failed, in words a person can act on.
+    pub const ERROR: &str = "error";
+    pub const ATTEMPTS: &str = "attempts";
+    /// When the command was parked (RFC 3339).
+    pub const FAILED_AT: &str = "failed_at";
+    /// The command's id on the command stream.
+    pub const SOURCE_ID: &str = "source_id";
+}
+
 pub fn routes() -> String {
     format!("{P}:routes")
 }
@@ -100,8 +120,9 @@ pub fn revoked_keys() -> String {
     format!("{P}:revoked")
 }
 
-pub fn idempotency(account: AccountId, key: &str) -> String {
-    format!("{P}:idempotency:{account}:{key}")
+/// `scope` identifies the caller (a hash of its credential), so two callers' keys never meet.
+pub fn idempotency(scope: &str, key: &str) -> String {
+    format!("{P}:idempotency:{scope}:{key}")
 }
 
 pub fn audit(account: AccountId) -> String {
@@ -110,6 +131,14 @@ pub fn audit(account: AccountId) -> String {
 
 pub fn usage(cluster: ClusterId) -> String {
     format!("{P}:usage:{cluster}")
+}
+
+/// Counters of a cluster's usage hash, incremented by gateways (HINCRBY).
+pub mod usage_fields {
+    pub const REQUESTS: &str = "requests";
+    pub const BYTES_IN: &str = "bytes_in";
+    pub const BYTES_OUT: &str = "bytes_out";
+    pub const ALL: [&str; 3] = [REQUESTS, BYTES_IN, BYTES_OUT];
 }
 
 pub fn ca() -> String {
@@ -141,13 +170,14 @@ mod tests {
             cluster(c),
             account_clusters(a),
             cluster_secrets(c),
+            cluster_queued_command(c),
             cluster_keys(c),
             command_stream(),
             dead_letter_stream(),
             routes(),
             config_version(),
             revoked_keys(),
-            idempotency(a, "k"),
+            idempotency("caller", "k"),
             audit(a),
             usage(c),
             ca(),

@@ -8,15 +8,19 @@
 //! | [`validation`] | field-level validation errors |
 //! | [`resources`] | node resources and capacity, with their units fixed once |
 //! | [`account`], [`region`], [`cluster`] | the domain model |
+//! | [`api_key`] | API key metadata and scopes (never the key) |
 //! | [`host`] | the endpoint host `<cluster-uuid>.<region>.<provider>.<tld>` |
 //! | [`command`] | the command envelope and the provisioning commands |
 //! | [`route`] | the route record a gateway serves from |
 //! | [`event`] | change events published to gateways |
 //! | [`keyspace`] | every Redis key, stream, group and channel name |
+//! | [`record`] | how clusters and regions are laid out in Redis hashes |
+//! | [`scripts`] | the Lua scripts that move capacity, clusters and commands atomically |
 //! | [`keyscheme`] | cluster secrets and self-verifying API keys |
 //! | [`seal`] | sealing secrets under the platform key |
 
 pub mod account;
+pub mod api_key;
 pub mod cluster;
 pub mod command;
 pub mod event;
@@ -25,9 +29,11 @@ pub mod ids;
 pub mod keyscheme;
 pub mod keyspace;
 mod random;
+pub mod record;
 pub mod region;
 pub mod resources;
 pub mod route;
+pub mod scripts;
 pub mod seal;
 pub mod validation;
 

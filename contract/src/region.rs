@@ -11,6 +11,7 @@ use crate::validation::{ValidationError, Validator};
 
 /// The infrastructure driver a region's clusters are built with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Driver {
     /// Local processes of the Qdrant binary (the embedded default).
@@ -58,6 +59,7 @@ impl FromStr for Driver {
 /// A provider and region pair, e.g. `aws` / `eu-west-1`; both are DNS labels because they are
 /// part of every endpoint host in the region.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegionId {
     pub provider: String,
     pub region: String,
@@ -84,6 +86,7 @@ impl fmt::Display for RegionId {
 
 /// A region as an operator registers it: its driver and its capacity totals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Region {
     pub provider: String,
     pub region: String,

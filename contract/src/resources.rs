@@ -16,6 +16,7 @@ pub mod limits {
 
 /// What each node of a cluster gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NodeResources {
     /// Millicores: 1000 is one core.
@@ -54,6 +55,7 @@ impl NodeResources {
 /// An amount of capacity: a region's totals, what is allocated, what is free, or what a
 /// cluster needs. `cpu`, `memory` and `disk` are sums over nodes, in the units above.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Capacity {
     pub nodes: u64,

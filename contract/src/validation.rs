@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// One field that failed validation. `field` is a dotted path into the request body, e.g.
 /// `configuration.node_configuration.cpu`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     pub field: String,
     pub reason: String,

@@ -1,4 +1,203 @@
 //! Orion, the control API: accounts, regions and capacity, clusters, API keys, audit.
 //!
-//! Not built yet: this crate is the place for it (issue "Orion: the control API on axum and
-//! Redis"). It will depend on `contract` only, never on another service.
+//! Orion is the only public face of the control plane. It answers fast (it queues work on the
+//! command stream and returns 202), honestly (phases and reasons a person can act on) and
+//! safely under concurrency (capacity moves only inside the contract's Lua scripts).
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | flags and environment |
+//! | `store` | the Redis connection: deadlines, 503 instead of hanging |
+//! | `auth` | operator and account tokens; tenant isolation |
+//! | `problem`, `json`, `extract` | RFC 9457 errors and extractors that produce them |
+//! | `idempotency` | `Idempotency-Key` replay and conflict |
+//! | `audit` | the per-account audit log |
+//! | `metrics` | Prometheus |
+//! | `routes` | one file per resource, with its OpenAPI annotations |
+
+pub mod config;
+
+mod audit;
+mod auth;
+mod extract;
+mod idempotency;
+mod json;
+mod metrics;
+mod problem;
+mod request_id;
+mod routes;
+mod store;
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use contract::host::Tld;
+use contract::seal::{Keyring, PlatformKey};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa_scalar::{Scalar, Servable};
+
+pub use config::OrionConfig;
+use problem::Problem;
+use store::Store;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Shortest operator token accepted.
+pub const MIN_OPERATOR_TOKEN_LEN: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrionError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+pub struct Inner {
+    store: Store,
+    keyring: Keyring,
+    tld: Tld,
+    operator_digest: [u8; 32],
+    metrics: metrics::Metrics,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: &OrionConfig) -> Result<Self, OrionError> {
+        if config.operator_token.len() < MIN_OPERATOR_TOKEN_LEN {
+            return Err(OrionError::Config(format!(
+                "the operator token must be at least {MIN_OPERATOR_TOKEN_LEN} characters"
+            )));
+        }
+        let current = PlatformKey::from_base64(&config.master_key)
+            .map_err(|e| OrionError::Config(format!("LYRA_MASTER_KEY: {e}")))?;
+        let previous = config
+            .previous_master_keys
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| PlatformKey::from_base64(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| OrionError::Config(format!("LYRA_MASTER_KEY_PREVIOUS: {e}")))?;
+        let tld = Tld::new(&config.tld)
+            .map_err(|e| OrionError::Config(format!("LYRA_TLD {:?}: {e}", config.tld)))?;
+        let store = Store::new(&config.redis_url, config.redis_timeout())
+            .map_err(|e| OrionError::Config(format!("LYRA_REDIS_URL: {e}")))?;
+        Ok(Self(Arc::new(Inner {
+            store,
+            keyring: Keyring::new(current, previous),
+            tld,
+            operator_digest: Sha256::digest(config.operator_token.as_bytes()).into(),
+            metrics: metrics::Metrics::new()?,
+        })))
+    }
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("route")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// The whole HTTP surface of Orion.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = routes::api().split_for_parts();
+    let openapi_json = openapi.to_json().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot render the OpenAPI document");
+        "{}".to_owned()
+    });
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi_json,
+                )
+                    .into_response()
+            }),
+        )
+        .merge(Scalar::with_url("/docs", openapi))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(metrics::serve))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::middleware,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves Orion on `listener` until `shutdown` completes.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OrionError> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(OrionError::Serve)
+}
+
+/// Binds the configured address and serves until `shutdown`.
+pub async fn run(
+    config: OrionConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OrionError> {
+    let state = AppState::new(&config)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| OrionError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    tracing::info!(addr = %config.listen, "Orion listening");
+    serve(state, listener, shutdown).await
+}

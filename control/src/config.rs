@@ -1,0 +1,56 @@
+//! Orion's configuration: command-line flags, each with an environment fallback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct OrionConfig {
+    /// Address the API listens on.
+    #[arg(
+        long = "listen",
+        env = "LYRA_ORION_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// Redis holding the platform's state and command stream.
+    #[arg(
+        long,
+        env = "LYRA_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis_url: String,
+
+    /// The operator token: manages accounts and regions. At least 16 characters.
+    #[arg(long, env = "LYRA_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: String,
+
+    /// The platform key that seals cluster secrets (32 bytes, base64).
+    #[arg(long, env = "LYRA_MASTER_KEY", hide_env_values = true)]
+    pub master_key: String,
+
+    /// Earlier platform keys, still accepted for opening sealed values (comma-separated).
+    #[arg(
+        long,
+        env = "LYRA_MASTER_KEY_PREVIOUS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub previous_master_keys: Vec<String>,
+
+    /// Domain under which cluster endpoints live: `<id>.<region>.<provider>.<tld>`.
+    #[arg(long, env = "LYRA_TLD", default_value = "localhost")]
+    pub tld: String,
+
+    /// How long one Redis call may take before Orion answers 503 (milliseconds).
+    #[arg(long, env = "LYRA_REDIS_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_timeout_ms: u64,
+}
+
+impl OrionConfig {
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}

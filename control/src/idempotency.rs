@@ -1,0 +1,227 @@
+//! `Idempotency-Key` on POST, PATCH and DELETE: the first answer is kept for 24 hours and
+//! replayed for a retry of the same request; the same key with a different request is 409.
+//!
+//! Keys are scoped to the caller's credential, so two callers never see each other's
+//! answers. A key is claimed before the handler runs (`SET NX`), so two concurrent requests
+//! with one key cannot both act: the second is told the first is in progress.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use contract::keyspace;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::problem::Problem;
+use crate::{AppState, MAX_BODY_BYTES};
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+const KEEP_SECS: u64 = 24 * 60 * 60;
+/// How long a claim lasts if the request never finishes (the process died mid-request).
+const CLAIM_SECS: u64 = 60;
+const MAX_KEY_LEN: usize = 255;
+const MAX_STORED_BODY: usize = 1 << 20;
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum Stored {
+    InProgress {
+        fingerprint: String,
+    },
+    Done {
+        fingerprint: String,
+        status: u16,
+        location: Option<String>,
+        content_type: Option<String>,
+        body: String,
+    },
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Answers worth replaying: successes and deterministic refusals of the request itself.
+fn keep(status: StatusCode) -> bool {
+    status.is_success()
+        || status == StatusCode::BAD_REQUEST
+        || status == StatusCode::UNPROCESSABLE_ENTITY
+}
+
+fn header_string(headers: &HeaderMap, name: HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !matches!(*req.method(), Method::POST | Method::PATCH | Method::DELETE) {
+        return next.run(req).await;
+    }
+    let Some(key) = req.headers().get(HEADER) else {
+        return next.run(req).await;
+    };
+    let key = match key.to_str() {
+        Ok(k)
+            if !k.is_empty()
+                && k.len() <= MAX_KEY_LEN
+                && k.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            k.to_owned()
+        }
+        _ => {
+            return Problem::bad_request(format!(
+                "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+            ))
+            .into_response();
+        }
+    };
+    let credential = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    let scope = hex(&Sha256::digest(&credential)[..16]);
+
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_BODY_BYTES).await else {
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            format!("the body exceeds {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str());
+    hasher.update(b" ");
+    hasher.update(parts.uri.path());
+    hasher.update(b"\n");
+    hasher.update(&bytes);
+    let fingerprint = hex(&hasher.finalize());
+
+    let redis_key = keyspace::idempotency(&scope, &key);
+    let claim = match serde_json::to_string(&Stored::InProgress {
+        fingerprint: fingerprint.clone(),
+    }) {
+        Ok(c) => c,
+        Err(_) => return Problem::internal().into_response(),
+    };
+    let claim_key = redis_key.clone();
+    let claimed = state
+        .store
+        .run(|mut c| async move {
+            redis::cmd("SET")
+                .arg(claim_key)
+                .arg(claim)
+                .arg("NX")
+                .arg("EX")
+                .arg(CLAIM_SECS)
+                .query_async::<Option<String>>(&mut c)
+                .await
+        })
+        .await;
+    match claimed {
+        Err(e) => Problem::from(e).into_response(),
+        Ok(Some(_)) => {
+            let response = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            remember(&state, redis_key, fingerprint, response).await
+        }
+        Ok(None) => replay(&state, redis_key, &fingerprint).await,
+    }
+}
+
+async fn remember(
+    state: &AppState,
+    key: String,
+    fingerprint: String,
+    response: Response,
+) -> Response {
+    let status = response.status();
+    if !keep(status) {
+        let _ = state
+            .store
+            .run(|mut c| async move { c.del::<_, ()>(key).await })
+            .await;
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_STORED_BODY).await else {
+        return Problem::internal().into_response();
+    };
+    let stored = Stored::Done {
+        fingerprint,
+        status: status.as_u16(),
+        location: header_string(&parts.headers, header::LOCATION),
+        content_type: header_string(&parts.headers, header::CONTENT_TYPE),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    if let Ok(json) = serde_json::to_string(&stored) {
+        let saved = state
+            .store
+            .run(|mut c| async move { c.set_ex::<_, _, ()>(key, json, KEEP_SECS).await })
+            .await;
+        if let Err(e) = saved {
+            // The action happened; only its replay is lost. Say so, do not fail the request.
+            tracing::warn!(error = %e, "could not store the idempotent answer");
+        }
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn replay(state: &AppState, key: String, fingerprint: &str) -> Response {
+    let stored: Option<String> = match state
+        .store
+        .run(|mut c| async move { c.get(key).await })
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let stored: Option<Stored> = stored.and_then(|s| serde_json::from_str(&s).ok());
+    match stored {
+        None => {
+            Problem::conflict("a request with this Idempotency-Key has just finished; retry it")
+                .into_response()
+        }
+        Some(Stored::InProgress { fingerprint: f }) | Some(Stored::Done { fingerprint: f, .. })
+            if f != fingerprint =>
+        {
+            Problem::conflict("this Idempotency-Key was already used with a different request")
+                .into_response()
+        }
+        Some(Stored::InProgress { .. }) => {
+            Problem::conflict("a request with this Idempotency-Key is still in progress")
+                .into_response()
+        }
+        Some(Stored::Done {
+            status,
+            location,
+            content_type,
+            body,
+            ..
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            for (name, value) in [
+                (header::LOCATION, location),
+                (header::CONTENT_TYPE, content_type),
+            ] {
+                if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    headers.insert(name, v);
+                }
+            }
+            response
+        }
+    }
+}

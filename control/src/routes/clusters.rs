@@ -1,0 +1,493 @@
+//! Clusters: create (202, capacity claimed atomically), list, get, resize, delete.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use contract::cluster::{Cluster, ClusterConfiguration, ClusterSpec};
+use contract::command::{
+    Command, CommandEnvelope, DbConfiguration, DeprovisionDbCluster, ProvisionDbCluster,
+    ResizeDbCluster,
+};
+use contract::ids::{AccountId, ClusterId};
+use contract::keyspace;
+use contract::record::ClusterRecord;
+use contract::validation::Validator;
+use jiff::Timestamp;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::audit;
+use crate::auth::Principal;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::idempotency;
+use crate::json::ApiJson;
+use crate::problem::{ApiResult, Problem};
+use crate::request_id::RequestId;
+use crate::routes::accounts::{AccountPath, require_visible};
+use crate::store::{StoreError, lua, reply_status};
+
+#[derive(Debug, Deserialize)]
+pub struct ClusterPath {
+    pub account_id: AccountId,
+    pub cluster_id: ClusterId,
+}
+
+fn location(c: &Cluster) -> String {
+    format!("/api/v1/accounts/{}/clusters/{}", c.account_id, c.id)
+}
+
+fn accepted(c: Cluster) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(&c)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location(&c)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(idempotency::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn db_configuration(c: &Cluster, configuration: ClusterConfiguration) -> DbConfiguration {
+    DbConfiguration {
+        cluster_endpoint: c.endpoint.clone(),
+        cluster_id: c.id,
+        num_nodes: configuration.num_nodes,
+        node_configuration: configuration.node_configuration,
+    }
+}
+
+/// A cluster of `account`, or 404 (also when it belongs to another account).
+pub async fn load(state: &AppState, account: AccountId, id: ClusterId) -> ApiResult<ClusterRecord> {
+    let key = keyspace::cluster(id);
+    let fields: HashMap<String, String> = state
+        .store
+        .run(|mut c| async move { c.hgetall(key).await })
+        .await?;
+    if fields.is_empty() {
+        return Err(Problem::not_found("cluster"));
+    }
+    let record = ClusterRecord::from_fields(&fields).map_err(StoreError::from)?;
+    if record.cluster.account_id != account {
+        return Err(Problem::not_found("cluster"));
+    }
+    Ok(record)
+}
+
+/// Which field to blame when a spec names a region that does not exist.
+async fn unknown_region(state: &AppState, spec: &ClusterSpec) -> ApiResult<Problem> {
+    let set = keyspace::regions();
+    let regions: Vec<String> = state
+        .store
+        .run(|mut c| async move { c.smembers(set).await })
+        .await?;
+    let provider_known = regions.iter().any(|r| {
+        r.split_once(':')
+            .is_some_and(|(p, _)| p == spec.cloud_provider)
+    });
+    Ok(if provider_known {
+        let known: Vec<&str> = regions
+            .iter()
+            .filter_map(|r| r.split_once(':'))
+            .filter(|(p, _)| *p == spec.cloud_provider)
+            .map(|(_, r)| r)
+            .collect();
+        Problem::field(
+            "cloud_region",
+            format!(
+                "unknown region {:?} for provider {:?}; known: {}",
+                spec.cloud_region,
+                spec.cloud_provider,
+                known.join(", ")
+            ),
+        )
+    } else {
+        Problem::field(
+            "cloud_provider",
+            format!("unknown provider {:?}", spec.cloud_provider),
+        )
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/accounts/{account_id}/clusters", tag = "clusters",
+    params(("account_id" = uuid::Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for a retry")),
+    request_body = ClusterSpec,
+    responses(
+        (status = 202, body = Cluster, description = "accepted: CREATING, or PENDING with a reason when the region lacks capacity",
+            headers(("Location" = String))),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn create_cluster(
+    State(state): State<AppState>,
+    who: Principal,
+    rid: RequestId,
+    headers: HeaderMap,
+    ApiPath(path): ApiPath<AccountPath>,
+    ApiJson(spec): ApiJson<ClusterSpec>,
+) -> ApiResult<Response> {
+    who.require_writer(path.account_id)?;
+    spec.validate().map_err(Problem::validation)?;
+    require_visible(&state, &who, path.account_id).await?;
+
+    let now = Timestamp::now();
+    let cluster = Cluster::new(path.account_id, spec.clone(), &state.tld, now)
+        .map_err(Problem::validation)?;
+    let command = CommandEnvelope::new(
+        Command::Provision(ProvisionDbCluster {
+            account_id: cluster.account_id,
+            cloud_provider: cluster.cloud_provider.clone(),
+            cloud_region: cluster.cloud_region.clone(),
+            cluster_id: cluster.id,
+            cluster_name: cluster.name.clone(),
+            cluster_version: cluster.version.clone(),
+            db_configuration: db_configuration(&cluster, cluster.configuration),
+        }),
+        idempotency_key(&headers),
+        now,
+    );
+    let command_json = command.to_json().map_err(StoreError::from)?;
+    let fields = ClusterRecord::cluster_fields(&cluster).map_err(StoreError::from)?;
+
+    let mut invocation = lua::CREATE_CLUSTER.prepare_invoke();
+    invocation
+        .key(keyspace::region(
+            &cluster.cloud_provider,
+            &cluster.cloud_region,
+        ))
+        .key(keyspace::region_waiting(
+            &cluster.cloud_provider,
+            &cluster.cloud_region,
+        ))
+        .key(keyspace::cluster(cluster.id))
+        .key(keyspace::account_clusters(cluster.account_id))
+        .key(keyspace::command_stream())
+        .key(keyspace::cluster_queued_command(cluster.id))
+        .arg(keyspace::PREFIX)
+        .arg(now.to_string())
+        .arg(cluster.id.to_string())
+        .arg(now.as_millisecond())
+        .arg(&command_json);
+    for (field, value) in &fields {
+        invocation.arg(field).arg(value);
+    }
+    let reply: Vec<String> = state
+        .store
+        .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+        .await?;
+    match reply_status(&reply) {
+        "NO_REGION" => return Err(unknown_region(&state, &spec).await?),
+        "CREATING" => {
+            state
+                .metrics
+                .commands_queued
+                .with_label_values(&[Command::PROVISION])
+                .inc();
+        }
+        "PENDING" => {}
+        _ => return Err(StoreError::Reply(reply).into()),
+    }
+    let created = load(&state, cluster.account_id, cluster.id).await?.cluster;
+    audit::record(
+        &state,
+        cluster.account_id,
+        &who,
+        "cluster.create",
+        &location(&created),
+        &rid,
+    )
+    .await?;
+    Ok(accepted(created))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// 1 to 250; default 50.
+    pub page_size: Option<u32>,
+    /// From `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterPage {
+    pub clusters: Vec<Cluster>,
+    /// Present when there are more clusters.
+    pub next_page_token: Option<String>,
+}
+
+pub const MAX_PAGE_SIZE: u32 = 250;
+const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// Page tokens are opaque to clients: today an offset into the account's creation-ordered
+/// index (clusters are never removed from it, so offsets are stable).
+fn decode_page_token(token: &str) -> Option<isize> {
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    text.strip_prefix("o:")?.parse().ok().filter(|o| *o >= 0)
+}
+
+fn encode_page_token(offset: isize) -> String {
+    URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{account_id}/clusters", tag = "clusters",
+    params(("account_id" = uuid::Uuid, Path), ListQuery),
+    responses((status = 200, body = ClusterPage), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list_clusters(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiPath(path): ApiPath<AccountPath>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ClusterPage>> {
+    require_visible(&state, &who, path.account_id).await?;
+    let size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&size) {
+        return Err(Problem::field(
+            "page_size",
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        ));
+    }
+    let offset = match &query.page_token {
+        None => 0,
+        Some(t) => decode_page_token(t)
+            .ok_or_else(|| Problem::field("page_token", "is not a token this API issued"))?,
+    };
+    let size = isize::try_from(size).map_err(|_| Problem::internal())?;
+    let index = keyspace::account_clusters(path.account_id);
+    // One more than asked, to know whether another page exists.
+    let ids: Vec<String> = state
+        .store
+        .run(|mut c| async move { c.zrange(index, offset, offset + size).await })
+        .await?;
+    let more = ids.len() > size.unsigned_abs();
+    let mut clusters = Vec::with_capacity(ids.len());
+    for id in ids.iter().take(size.unsigned_abs()) {
+        let id: ClusterId = id.parse().map_err(|_| Problem::internal())?;
+        clusters.push(load(&state, path.account_id, id).await?.cluster);
+    }
+    Ok(Json(ClusterPage {
+        clusters,
+        next_page_token: more.then(|| encode_page_token(offset + size)),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{account_id}/clusters/{cluster_id}", tag = "clusters",
+    params(("account_id" = uuid::Uuid, Path), ("cluster_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Cluster), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get_cluster(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiPath(path): ApiPath<ClusterPath>,
+) -> ApiResult<Json<Cluster>> {
+    who.require_reader(path.account_id)?;
+    Ok(Json(
+        load(&state, path.account_id, path.cluster_id)
+            .await?
+            .cluster,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeCluster {
+    pub configuration: ClusterConfiguration,
+}
+
+#[utoipa::path(patch, path = "/api/v1/accounts/{account_id}/clusters/{cluster_id}", tag = "clusters",
+    params(("account_id" = uuid::Uuid, Path), ("cluster_id" = uuid::Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header)),
+    request_body = ResizeCluster,
+    responses((status = 202, body = Cluster), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "not in a phase that can be resized, or the region lacks capacity"),
+        (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn resize_cluster(
+    State(state): State<AppState>,
+    who: Principal,
+    rid: RequestId,
+    headers: HeaderMap,
+    ApiPath(path): ApiPath<ClusterPath>,
+    ApiJson(body): ApiJson<ResizeCluster>,
+) -> ApiResult<Response> {
+    who.require_writer(path.account_id)?;
+    let mut v = Validator::new();
+    body.configuration.validate_into(&mut v, "configuration");
+    v.finish().map_err(Problem::validation)?;
+    let current = load(&state, path.account_id, path.cluster_id)
+        .await?
+        .cluster;
+    if current.configuration == body.configuration {
+        return Ok(accepted(current));
+    }
+    let now = Timestamp::now();
+    let command = CommandEnvelope::new(
+        Command::Resize(ResizeDbCluster {
+            account_id: current.account_id,
+            cloud_provider: current.cloud_provider.clone(),
+            cloud_region: current.cloud_region.clone(),
+            cluster_id: current.id,
+            generation: current.generation + 1,
+            db_configuration: db_configuration(&current, body.configuration),
+        }),
+        idempotency_key(&headers),
+        now,
+    );
+    let command_json = command.to_json().map_err(StoreError::from)?;
+    let configuration = serde_json::to_string(&body.configuration).map_err(StoreError::from)?;
+    let keys = (
+        keyspace::region(&current.cloud_provider, &current.cloud_region),
+        keyspace::cluster(current.id),
+        keyspace::command_stream(),
+    );
+    let generation = current.generation;
+    let reply: Vec<String> = state
+        .store
+        .run(|mut c| async move {
+            lua::RESIZE_CLUSTER
+                .key(keys.0)
+                .key(keys.1)
+                .key(keys.2)
+                .arg(keyspace::PREFIX)
+                .arg(now.to_string())
+                .arg(generation)
+                .arg(configuration)
+                .arg(command_json)
+                .invoke_async(&mut c)
+                .await
+        })
+        .await?;
+    let detail = reply.get(1).cloned().unwrap_or_default();
+    match reply_status(&reply) {
+        "SCALING" => {
+            state
+                .metrics
+                .commands_queued
+                .with_label_values(&[Command::RESIZE])
+                .inc();
+        }
+        "NOT_FOUND" => return Err(Problem::not_found("cluster")),
+        "BAD_PHASE" => {
+            return Err(Problem::conflict(format!(
+                "the cluster is {detail}; it can be resized when it is HEALTHY"
+            )));
+        }
+        "STALE" => {
+            return Err(Problem::conflict(
+                "the cluster changed while this request was handled; read it and retry",
+            ));
+        }
+        "NO_CAPACITY" => {
+            return Err(Problem::conflict(format!(
+                "region {}/{} lacks free {detail} for this resize",
+                current.cloud_provider, current.cloud_region
+            )));
+        }
+        _ => return Err(StoreError::Reply(reply).into()),
+    }
+    let resized = load(&state, path.account_id, path.cluster_id)
+        .await?
+        .cluster;
+    audit::record(
+        &state,
+        path.account_id,
+        &who,
+        "cluster.resize",
+        &location(&resized),
+        &rid,
+    )
+    .await?;
+    Ok(accepted(resized))
+}
+
+#[utoipa::path(delete, path = "/api/v1/accounts/{account_id}/clusters/{cluster_id}", tag = "clusters",
+    params(("account_id" = uuid::Uuid, Path), ("cluster_id" = uuid::Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = Cluster, description = "DELETING (or DELETED for a cluster that never got capacity); deleting twice is not an error"),
+        (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn delete_cluster(
+    State(state): State<AppState>,
+    who: Principal,
+    rid: RequestId,
+    headers: HeaderMap,
+    ApiPath(path): ApiPath<ClusterPath>,
+) -> ApiResult<Response> {
+    who.require_writer(path.account_id)?;
+    let current = load(&state, path.account_id, path.cluster_id)
+        .await?
+        .cluster;
+    let now = Timestamp::now();
+    let command = CommandEnvelope::new(
+        Command::Deprovision(DeprovisionDbCluster {
+            account_id: current.account_id,
+            cloud_provider: current.cloud_provider.clone(),
+            cloud_region: current.cloud_region.clone(),
+            cluster_id: current.id,
+        }),
+        idempotency_key(&headers),
+        now,
+    );
+    let command_json = command.to_json().map_err(StoreError::from)?;
+    let keys = (
+        keyspace::cluster(current.id),
+        keyspace::region_waiting(&current.cloud_provider, &current.cloud_region),
+        keyspace::command_stream(),
+        keyspace::cluster_queued_command(current.id),
+    );
+    let id = current.id.to_string();
+    let reply: Vec<String> = state
+        .store
+        .run(|mut c| async move {
+            lua::DELETE_CLUSTER
+                .key(keys.0)
+                .key(keys.1)
+                .key(keys.2)
+                .key(keys.3)
+                .arg(keyspace::PREFIX)
+                .arg(now.to_string())
+                .arg(id)
+                .arg(command_json)
+                .invoke_async(&mut c)
+                .await
+        })
+        .await?;
+    match (reply_status(&reply), current.phase.as_str()) {
+        ("NOT_FOUND", _) => return Err(Problem::not_found("cluster")),
+        ("DELETING", before) if before != "DELETING" => {
+            state
+                .metrics
+                .commands_queued
+                .with_label_values(&[Command::DEPROVISION])
+                .inc();
+        }
+        ("DELETING" | "DELETED", _) => {}
+        _ => return Err(StoreError::Reply(reply).into()),
+    }
+    let deleted = load(&state, path.account_id, path.cluster_id)
+        .await?
+        .cluster;
+    audit::record(
+        &state,
+        path.account_id,
+        &who,
+        "cluster.delete",
+        &location(&deleted),
+        &rid,
+    )
+    .await?;
+    Ok(accepted(deleted))
+}

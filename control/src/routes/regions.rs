@@ -1,0 +1,184 @@
+//! Regions and their capacity. Registering capacity allocates waiting claims in order.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use contract::keyspace;
+use contract::record::RegionRecord;
+use contract::region::{Driver, Region, RegionId};
+use contract::resources::Capacity;
+use jiff::Timestamp;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::extract::ApiPath;
+use crate::json::ApiJson;
+use crate::problem::{ApiResult, Problem};
+use crate::store::{StoreError, lua, reply_status};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutRegion {
+    pub driver: Driver,
+    /// Totals for the whole region (cpu in millicores, memory in MiB, disk in GiB).
+    pub capacity: Capacity,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RegionPath {
+    pub provider: String,
+    pub region: String,
+}
+
+/// A region with what it holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegionView {
+    pub provider: String,
+    pub region: String,
+    pub driver: Driver,
+    /// What the region can hold when empty.
+    pub capacity: Capacity,
+    pub allocated: Capacity,
+    pub free: Capacity,
+    /// Clusters waiting for capacity here.
+    pub waiting: u64,
+}
+
+/// The largest total per dimension: far beyond any real region, small enough that sums in the
+/// capacity scripts stay exact.
+const MAX_TOTAL: u64 = 1 << 50;
+
+pub async fn load(
+    state: &AppState,
+    provider: &str,
+    region: &str,
+) -> Result<Option<RegionView>, StoreError> {
+    let key = keyspace::region(provider, region);
+    let waiting_key = keyspace::region_waiting(provider, region);
+    let (fields, waiting): (HashMap<String, String>, u64) = state
+        .store
+        .run(|mut c| async move {
+            redis::pipe()
+                .hgetall(key)
+                .llen(waiting_key)
+                .query_async(&mut c)
+                .await
+        })
+        .await?;
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let record = RegionRecord::from_fields(&fields)?;
+    Ok(Some(RegionView {
+        free: record.free(),
+        provider: record.region.provider,
+        region: record.region.region,
+        driver: record.region.driver,
+        capacity: record.region.capacity,
+        allocated: record.allocated,
+        waiting,
+    }))
+}
+
+#[utoipa::path(put, path = "/api/v1/regions/{provider}/{region}", tag = "regions",
+    params(("provider" = String, Path), ("region" = String, Path)),
+    request_body = PutRegion,
+    responses((status = 200, body = RegionView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn put_region(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiPath(path): ApiPath<RegionPath>,
+    ApiJson(body): ApiJson<PutRegion>,
+) -> ApiResult<Json<RegionView>> {
+    who.require_operator()?;
+    let id = RegionId::new(&path.provider, &path.region).map_err(Problem::validation)?;
+    let c = body.capacity;
+    let mut v = contract::validation::Validator::new();
+    for (dim, value) in [
+        ("nodes", c.nodes),
+        ("cpu", c.cpu),
+        ("memory", c.memory),
+        ("disk", c.disk),
+    ] {
+        v.range(&format!("capacity.{dim}"), value, 0, MAX_TOTAL, "");
+    }
+    v.finish().map_err(Problem::validation)?;
+    let region = Region {
+        provider: id.provider.clone(),
+        region: id.region.clone(),
+        driver: body.driver,
+        capacity: body.capacity,
+    };
+    let (key, set) = (
+        keyspace::region(&id.provider, &id.region),
+        keyspace::regions(),
+    );
+    let reply: Vec<String> = state
+        .store
+        .run(|mut conn| async move {
+            lua::PUT_REGION
+                .key(key)
+                .key(set)
+                .arg(keyspace::PREFIX)
+                .arg(Timestamp::now().to_string())
+                .arg(&region.provider)
+                .arg(&region.region)
+                .arg(region.driver.as_str())
+                .arg(c.nodes)
+                .arg(c.cpu)
+                .arg(c.memory)
+                .arg(c.disk)
+                .invoke_async(&mut conn)
+                .await
+        })
+        .await?;
+    match reply_status(&reply) {
+        "OK" => {
+            if let Some(n) = reply.get(1).filter(|n| n.as_str() != "0") {
+                tracing::info!(region = %id, allocated = %n, "capacity raised: waiting clusters allocated");
+            }
+        }
+        "BELOW_ALLOCATED" => {
+            return Err(Problem::conflict(format!(
+                "the new totals are below what is already allocated in {}: {}",
+                id,
+                reply.get(1).map(String::as_str).unwrap_or("")
+            )));
+        }
+        _ => return Err(StoreError::Reply(reply).into()),
+    }
+    load(&state, &id.provider, &id.region)
+        .await?
+        .map(Json)
+        .ok_or_else(Problem::internal)
+}
+
+#[utoipa::path(get, path = "/api/v1/regions", tag = "regions",
+    responses((status = 200, body = [RegionView]), (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list_regions(
+    State(state): State<AppState>,
+    _who: Principal,
+) -> ApiResult<Json<Vec<RegionView>>> {
+    let set = keyspace::regions();
+    let mut names: Vec<String> = state
+        .store
+        .run(|mut c| async move { c.smembers(set).await })
+        .await?;
+    names.sort();
+    let mut regions = Vec::with_capacity(names.len());
+    for name in names {
+        let Some((provider, region)) = name.split_once(':') else {
+            continue;
+        };
+        if let Some(view) = load(&state, provider, region).await? {
+            regions.push(view);
+        }
+    }
+    Ok(Json(regions))
+}

@@ -1,0 +1,194 @@
+//! A real Orion on a free loopback port over a real redis-server, and helpers to drive it.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use contract::keyscheme::{ClusterSecret, SecretKind};
+use contract::keyspace;
+use contract::route::UpstreamCredentials;
+use contract::seal::{Keyring, PlatformKey};
+use control::{AppState, OrionConfig};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use testkit::RedisServer;
+use tokio::sync::oneshot;
+
+pub const OPERATOR: &str = "operator-token-for-tests-0123456789";
+pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+pub struct Orion {
+    pub url: String,
+    pub redis: RedisServer,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Orion {
+    pub async fn start() -> Self {
+        let redis = RedisServer::start().expect("redis-server");
+        let config = OrionConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            redis_url: redis.url(),
+            operator_token: OPERATOR.into(),
+            master_key: MASTER_KEY.into(),
+            previous_master_keys: vec![],
+            tld: "localhost".into(),
+            redis_timeout_ms: 1000,
+        };
+        let state = AppState::new(&config).expect("config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(control::serve(state, listener, async move {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Self {
+            url,
+            redis,
+            http,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn request(&self, token: Option<&str>, method: Method, path: &str) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.url));
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    pub fn op(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request(Some(OPERATOR), method, path)
+    }
+
+    pub async fn create_account(&self, name: &str) -> String {
+        let r = self
+            .op(Method::POST, "/api/v1/accounts")
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        body(r).await["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_token(&self, account: &str, role: &str) -> String {
+        let r = self
+            .op(Method::POST, &format!("/api/v1/accounts/{account}/tokens"))
+            .json(&json!({"role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        body(r).await["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn put_region(&self, provider: &str, region: &str, capacity: Value) -> Value {
+        let r = self
+            .op(Method::PUT, &format!("/api/v1/regions/{provider}/{region}"))
+            .json(&json!({"driver": "local", "capacity": capacity}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        body(r).await
+    }
+
+    pub async fn create_cluster(&self, token: &str, account: &str, spec: &Value) -> Response {
+        self.request(
+            Some(token),
+            Method::POST,
+            &format!("/api/v1/accounts/{account}/clusters"),
+        )
+        .json(spec)
+        .send()
+        .await
+        .unwrap()
+    }
+
+    pub fn redis(&self) -> redis::Connection {
+        self.redis.client().unwrap().get_connection().unwrap()
+    }
+
+    /// Every key and its serialized value: equal snapshots mean nothing was written.
+    pub fn dataset(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut con = self.redis();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+        keys.into_iter()
+            .map(|k| {
+                let v: Vec<u8> = redis::cmd("DUMP").arg(&k).query(&mut con).unwrap();
+                (k, v)
+            })
+            .collect()
+    }
+
+    /// Stands in for Nebula having finished a provision: secrets sealed with the platform
+    /// key, phase HEALTHY. Returns the read-write secret. (Nebula itself is another crate;
+    /// Orion's tests only need the state it leaves behind.)
+    pub fn finish_provisioning(&self, cluster_id: &str) -> ClusterSecret {
+        let ring = Keyring::new(PlatformKey::from_base64(MASTER_KEY).unwrap(), vec![]);
+        let id = cluster_id.parse().unwrap();
+        let rw = ClusterSecret::generate().unwrap();
+        let ro = ClusterSecret::generate().unwrap();
+        let creds = UpstreamCredentials {
+            read_write: ring
+                .seal(
+                    rw.expose().as_bytes(),
+                    &SecretKind::ReadWrite.seal_context(id),
+                )
+                .unwrap(),
+            read_only: ring
+                .seal(
+                    ro.expose().as_bytes(),
+                    &SecretKind::ReadOnly.seal_context(id),
+                )
+                .unwrap(),
+        };
+        let mut con = self.redis();
+        redis::pipe()
+            .set(
+                keyspace::cluster_secrets(id),
+                serde_json::to_string(&creds).unwrap(),
+            )
+            .hset(keyspace::cluster(id), "phase", "HEALTHY")
+            .exec(&mut con)
+            .unwrap();
+        rw
+    }
+}
+
+impl Drop for Orion {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn body(r: Response) -> Value {
+    let text = r.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+pub fn spec(name: &str, num_nodes: u32) -> Value {
+    json!({
+        "name": name,
+        "cloud_provider": "local",
+        "cloud_region": "dev",
+        "configuration": {
+            "num_nodes": num_nodes,
+            "node_configuration": {"cpu": 1000, "memory": 2048, "disk": 10}
+        }
+    })
+}
+
+/// Capacity for exactly `clusters` one-node clusters of [`spec`].
+pub fn room_for(clusters: u64) -> Value {
+    json!({"nodes": clusters, "cpu": clusters * 1000, "memory": clusters * 2048, "disk": clusters * 10})
+}
