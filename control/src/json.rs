@@ -57,12 +57,29 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         if inner.is_syntax() || inner.is_eof() {
             return Problem::bad_request(format!("the body is not valid JSON: {inner}"));
         }
-        let field = if path == "." { "body".to_owned() } else { path };
-        Problem::field(&field, strip_position(&inner.to_string()))
+        let message = strip_position(&inner.to_string());
+        Problem::field(&field_of(&path, &message), message)
     })?;
     de.end()
         .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
     Ok(value)
+}
+
+/// serde reports a missing or unknown field at its parent's path; name the field itself.
+fn field_of(path: &str, message: &str) -> String {
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|p| message.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next());
+    match (path, named) {
+        (path, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_owned()
+        }
+        (".", Some(name)) => name.to_owned(),
+        (".", None) => "body".to_owned(),
+        (parent, Some(name)) => format!("{parent}.{name}"),
+        (path, None) => path.to_owned(),
+    }
 }
 
 /// serde_json appends " at line L column C", which means nothing to an API client.

@@ -116,14 +116,61 @@ impl Orion {
         self.redis.client().unwrap().get_connection().unwrap()
     }
 
-    /// Every key and its serialized value: equal snapshots mean nothing was written.
-    pub fn dataset(&self) -> BTreeMap<String, Vec<u8>> {
+    /// Every key and its contents in a canonical form: equal snapshots mean nothing was
+    /// written. (Not DUMP: Redis rehashes hash tables on reads, so bytes can differ while
+    /// the contents do not.)
+    pub fn dataset(&self) -> BTreeMap<String, String> {
         let mut con = self.redis();
         let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
         keys.into_iter()
             .map(|k| {
-                let v: Vec<u8> = redis::cmd("DUMP").arg(&k).query(&mut con).unwrap();
-                (k, v)
+                let kind: String = redis::cmd("TYPE").arg(&k).query(&mut con).unwrap();
+                let contents = match kind.as_str() {
+                    "string" => redis::cmd("GET").arg(&k).query::<String>(&mut con).unwrap(),
+                    "hash" => format!(
+                        "{:?}",
+                        redis::cmd("HGETALL")
+                            .arg(&k)
+                            .query::<BTreeMap<String, String>>(&mut con)
+                            .unwrap()
+                    ),
+                    "list" => format!(
+                        "{:?}",
+                        redis::cmd("LRANGE")
+                            .arg(&k)
+                            .arg(0)
+                            .arg(-1)
+                            .query::<Vec<String>>(&mut con)
+                            .unwrap()
+                    ),
+                    "set" => {
+                        let mut m: Vec<String> =
+                            redis::cmd("SMEMBERS").arg(&k).query(&mut con).unwrap();
+                        m.sort();
+                        format!("{m:?}")
+                    }
+                    "zset" => format!(
+                        "{:?}",
+                        redis::cmd("ZRANGE")
+                            .arg(&k)
+                            .arg(0)
+                            .arg(-1)
+                            .arg("WITHSCORES")
+                            .query::<Vec<String>>(&mut con)
+                            .unwrap()
+                    ),
+                    "stream" => format!(
+                        "{:?}",
+                        redis::cmd("XRANGE")
+                            .arg(&k)
+                            .arg("-")
+                            .arg("+")
+                            .query::<redis::Value>(&mut con)
+                            .unwrap()
+                    ),
+                    other => panic!("unexpected type {other} for {k}"),
+                };
+                (format!("{kind} {k}"), contents)
             })
             .collect()
     }

@@ -1,0 +1,140 @@
+//! `Idempotency-Key`: a retry replays the first answer; another request under the same key
+//! is refused; concurrent retries create one cluster.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Orion, body, room_for, spec};
+use contract::keyspace;
+use reqwest::Method;
+
+#[tokio::test]
+async fn a_retry_replays_the_first_answer() {
+    let orion = Orion::start().await;
+    let account = orion.create_account("acme").await;
+    let admin = orion.create_token(&account, "admin").await;
+    orion.put_region("local", "dev", room_for(5)).await;
+    let path = format!("/api/v1/accounts/{account}/clusters");
+    let send = |body: serde_json::Value, key: &'static str| {
+        orion
+            .request(Some(&admin), Method::POST, &path)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+
+    let first = send(spec("once", 1), "create-once").await.unwrap();
+    assert_eq!(first.status(), 202);
+    let location = first.headers()["location"].clone();
+    let first = body(first).await;
+
+    let retry = send(spec("once", 1), "create-once").await.unwrap();
+    assert_eq!(retry.status(), 202);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.headers()["location"], location);
+    assert_eq!(body(retry).await, first);
+
+    let conflict = send(spec("other", 1), "create-once").await.unwrap();
+    assert_eq!(conflict.status(), 409);
+    assert_eq!(
+        conflict.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    let mut con = orion.redis();
+    let clusters: usize = redis::cmd("ZCARD")
+        .arg(keyspace::account_clusters(account.parse().unwrap()))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(clusters, 1);
+    let commands: usize = redis::cmd("XLEN")
+        .arg(keyspace::command_stream())
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(commands, 1);
+    // The key travels with the command, for the worker's records.
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(keyspace::command_stream())
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    let json: String = entries.ids[0].get("command").unwrap();
+    assert!(json.contains("\"idempotency_key\":\"create-once\""));
+
+    // Another caller using the same key string is a different request altogether.
+    let other = orion.create_token(&account, "admin").await;
+    let theirs = orion
+        .request(Some(&other), Method::POST, &path)
+        .header("Idempotency-Key", "create-once")
+        .json(&spec("theirs", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 202);
+    assert_ne!(body(theirs).await["id"], first["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_create_one_cluster() {
+    let orion = Arc::new(Orion::start().await);
+    let account = orion.create_account("acme").await;
+    let admin = orion.create_token(&account, "admin").await;
+    orion.put_region("local", "dev", room_for(20)).await;
+    let tries: Vec<_> = (0..20)
+        .map(|_| {
+            let (orion, admin, account) = (orion.clone(), admin.clone(), account.clone());
+            tokio::spawn(async move {
+                orion
+                    .request(
+                        Some(&admin),
+                        Method::POST,
+                        &format!("/api/v1/accounts/{account}/clusters"),
+                    )
+                    .header("Idempotency-Key", "storm")
+                    .json(&spec("storm", 1))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tries {
+        statuses.push(t.await.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 202 || *s == 409),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&202));
+    let clusters: usize = redis::cmd("ZCARD")
+        .arg(keyspace::account_clusters(account.parse().unwrap()))
+        .query(&mut orion.redis())
+        .unwrap();
+    assert_eq!(clusters, 1);
+}
+
+#[tokio::test]
+async fn a_bad_idempotency_key_is_refused() {
+    let orion = Orion::start().await;
+    let account = orion.create_account("acme").await;
+    let admin = orion.create_token(&account, "admin").await;
+    for key in ["has space", &"k".repeat(256)] {
+        let r = orion
+            .request(
+                Some(&admin),
+                Method::POST,
+                &format!("/api/v1/accounts/{account}/clusters"),
+            )
+            .header("Idempotency-Key", key)
+            .json(&spec("x1", 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+}

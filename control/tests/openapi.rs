@@ -1,0 +1,132 @@
+//! The OpenAPI document is generated from the routes: it parses as OpenAPI 3, every
+//! reference resolves, and it lists every route of the public contract.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::Orion;
+use reqwest::Method;
+
+const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v1/accounts"),
+    ("GET", "/api/v1/accounts"),
+    ("GET", "/api/v1/accounts/{account_id}"),
+    ("POST", "/api/v1/accounts/{account_id}/tokens"),
+    ("GET", "/api/v1/accounts/{account_id}/audit"),
+    ("PUT", "/api/v1/regions/{provider}/{region}"),
+    ("GET", "/api/v1/regions"),
+    ("POST", "/api/v1/accounts/{account_id}/clusters"),
+    ("GET", "/api/v1/accounts/{account_id}/clusters"),
+    ("GET", "/api/v1/accounts/{account_id}/clusters/{cluster_id}"),
+    (
+        "PATCH",
+        "/api/v1/accounts/{account_id}/clusters/{cluster_id}",
+    ),
+    (
+        "DELETE",
+        "/api/v1/accounts/{account_id}/clusters/{cluster_id}",
+    ),
+    (
+        "GET",
+        "/api/v1/accounts/{account_id}/clusters/{cluster_id}/usage",
+    ),
+    (
+        "POST",
+        "/api/v1/accounts/{account_id}/clusters/{cluster_id}/api-keys",
+    ),
+    (
+        "GET",
+        "/api/v1/accounts/{account_id}/clusters/{cluster_id}/api-keys",
+    ),
+    (
+        "DELETE",
+        "/api/v1/accounts/{account_id}/clusters/{cluster_id}/api-keys/{key_id}",
+    ),
+    ("GET", "/api/v1/dead-letters"),
+    ("POST", "/api/v1/dead-letters/{id}/replay"),
+];
+
+#[tokio::test]
+async fn the_document_is_valid_and_complete() {
+    let orion = Orion::start().await;
+    let r = orion
+        .request(None, Method::GET, "/api/v1/openapi.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let spec = oas3::from_json(&text).expect("a valid OpenAPI document");
+    assert!(spec.openapi.starts_with("3."));
+
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .map(|(path, method, _)| (method.as_str().to_owned(), path))
+        .collect();
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, expected);
+
+    // Every schema reference points at a schema that exists.
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let schemas = &value["components"]["schemas"];
+    let mut refs = Vec::new();
+    collect_refs(&value, &mut refs);
+    assert!(!refs.is_empty());
+    for r in refs {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("odd ref {r}"));
+        assert!(schemas.get(name).is_some(), "dangling reference {r}");
+    }
+    for (_, _, op) in spec.operations() {
+        assert!(
+            !op.responses.as_ref().is_none_or(|r| r.is_empty()),
+            "an operation without responses"
+        );
+    }
+}
+
+fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                if k == "$ref" {
+                    out.push(v.as_str().unwrap_or_default().to_owned());
+                } else {
+                    collect_refs(v, out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| collect_refs(i, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_docs_page_and_metrics_are_served() {
+    let orion = Orion::start().await;
+    let docs = orion
+        .request(None, Method::GET, "/docs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("<html"));
+    orion.create_account("metered").await;
+    let metrics = orion
+        .request(None, Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(
+        "orion_http_requests_total{method=\"POST\",route=\"/api/v1/accounts\",status=\"201\"} 1"
+    ));
+    assert!(!metrics.contains(common::OPERATOR));
+}
