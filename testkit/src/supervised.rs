@@ -74,3 +74,13 @@ pub fn kill(child: &mut Child) -> io::Result<()> {
     }
     child.wait().map(|_| ())
 }
+
+/// Sends SIGTERM, as an orchestrator stopping a service would. Does not wait.
+pub fn terminate(child: &Child) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(child.id()).map_err(io::Error::other)?;
+    // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
