@@ -114,3 +114,48 @@ async fn orion_starts_without_redis_and_says_it_is_not_ready() {
     }
     assert!(ready);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_is_a_503_not_a_hang() {
+    let orion = Orion::start().await;
+    let account = orion.create_account("acme").await;
+    let admin = orion.create_token(&account, "admin").await;
+    let list = format!("/api/v1/accounts/{account}/clusters");
+    assert_eq!(
+        orion
+            .request(Some(&admin), Method::GET, &list)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    orion.redis.pause().unwrap();
+    // Orion's Redis deadline is 1 s; the client's 10 s timeout turns a hang into a failure.
+    let r = orion
+        .request(Some(&admin), Method::GET, &list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "2");
+    orion.redis.resume().unwrap();
+
+    let mut recovered = false;
+    for _ in 0..50 {
+        if orion
+            .request(Some(&admin), Method::GET, &list)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "Orion did not recover after Redis resumed");
+}

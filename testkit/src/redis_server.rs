@@ -111,6 +111,30 @@ impl RedisServer {
         Ok(())
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its connections but answers nothing, like a
+    /// Redis stuck on a slow disk or a network partition. [`RedisServer::resume`] undoes it.
+    pub fn pause(&self) -> Result<(), HarnessError> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) -> Result<(), HarnessError> {
+        self.signal(libc::SIGCONT)
+    }
+
+    fn signal(&self, signal: libc::c_int) -> Result<(), HarnessError> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| io::Error::other("redis-server is not running"))?;
+        let pid = libc::pid_t::try_from(child.id()).map_err(io::Error::other)?;
+        // SAFETY: kill(2) on our own, not yet reaped child.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        Ok(())
+    }
+
     /// Starts the server again on the same port with the same directory, so it reloads its AOF.
     /// Kills it first if it is running.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
