@@ -26,9 +26,18 @@ const CLAIM_SECS: u64 = 60;
 const MAX_KEY_LEN: usize = 255;
 const MAX_STORED_BODY: usize = 1 << 20;
 
+/// Response extension: this answer shows a secret once and must not be kept for replay.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretBearing;
+
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 enum Stored {
+    /// The request succeeded with an answer that showed a secret once; it is not kept.
+    Withheld {
+        fingerprint: String,
+        status: u16,
+    },
     InProgress {
         fingerprint: String,
     },
@@ -153,6 +162,14 @@ async fn remember(
             .await;
         return response;
     }
+    if response.extensions().get::<SecretBearing>().is_some() {
+        let stored = Stored::Withheld {
+            fingerprint,
+            status: status.as_u16(),
+        };
+        save(state, key, &stored).await;
+        return response;
+    }
     let (parts, body) = response.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_STORED_BODY).await else {
         return Problem::internal().into_response();
@@ -164,17 +181,22 @@ async fn remember(
         content_type: header_string(&parts.headers, header::CONTENT_TYPE),
         body: String::from_utf8_lossy(&bytes).into_owned(),
     };
-    if let Ok(json) = serde_json::to_string(&stored) {
-        let saved = state
-            .store
-            .run(|mut c| async move { c.set_ex::<_, _, ()>(key, json, KEEP_SECS).await })
-            .await;
-        if let Err(e) = saved {
-            // The action happened; only its replay is lost. Say so, do not fail the request.
-            tracing::warn!(error = %e, "could not store the idempotent answer");
-        }
-    }
+    save(state, key, &stored).await;
     Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn save(state: &AppState, key: String, stored: &Stored) {
+    let Ok(json) = serde_json::to_string(stored) else {
+        return;
+    };
+    let saved = state
+        .store
+        .run(|mut c| async move { c.set_ex::<_, _, ()>(key, json, KEEP_SECS).await })
+        .await;
+    if let Err(e) = saved {
+        // The action happened; only its replay is lost. Say so, do not fail the request.
+        tracing::warn!(error = %e, "could not store the idempotent answer");
+    }
 }
 
 async fn replay(state: &AppState, key: String, fingerprint: &str) -> Response {
@@ -192,7 +214,9 @@ async fn replay(state: &AppState, key: String, fingerprint: &str) -> Response {
             Problem::conflict("a request with this Idempotency-Key has just finished; retry it")
                 .into_response()
         }
-        Some(Stored::InProgress { fingerprint: f }) | Some(Stored::Done { fingerprint: f, .. })
+        Some(Stored::InProgress { fingerprint: f })
+        | Some(Stored::Done { fingerprint: f, .. })
+        | Some(Stored::Withheld { fingerprint: f, .. })
             if f != fingerprint =>
         {
             Problem::conflict("this Idempotency-Key was already used with a different request")
@@ -202,6 +226,12 @@ async fn replay(state: &AppState, key: String, fingerprint: &str) -> Response {
             Problem::conflict("a request with this Idempotency-Key is still in progress")
                 .into_response()
         }
+        Some(Stored::Withheld { status, .. }) => Problem::conflict(format!(
+            "the first request with this Idempotency-Key succeeded ({status}); the secret it \
+             returned is shown only once and is not kept: list the resource to see it, or \
+             create another"
+        ))
+        .into_response(),
         Some(Stored::Done {
             status,
             location,

@@ -138,3 +138,63 @@ async fn a_bad_idempotency_key_is_refused() {
         assert_eq!(r.status(), 400);
     }
 }
+
+#[tokio::test]
+async fn a_secret_shown_once_is_never_stored_not_even_for_replay() {
+    let orion = Orion::start().await;
+    let account = orion.create_account("acme").await;
+    let admin = orion.create_token(&account, "admin").await;
+    orion.put_region("local", "dev", room_for(1)).await;
+    let cluster = body(orion.create_cluster(&admin, &account, &spec("c1", 1)).await).await;
+    let id = cluster["id"].as_str().unwrap();
+    orion.finish_provisioning(id);
+
+    let keys = format!("/api/v1/accounts/{account}/clusters/{id}/api-keys");
+    let create = || {
+        orion
+            .request(Some(&admin), Method::POST, &keys)
+            .header("Idempotency-Key", "one-key")
+            .json(&serde_json::json!({"name": "app", "access": "manage"}))
+            .send()
+    };
+    let first = create().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let key = body(first).await["key"].as_str().unwrap().to_owned();
+    let retry = create().await.unwrap();
+    assert_eq!(retry.status(), 409, "a replay would have to store the key");
+    let detail = body(retry).await["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("shown only once") && !detail.contains(&key));
+
+    let token = orion
+        .request(
+            Some(&admin),
+            Method::POST,
+            &format!("/api/v1/accounts/{account}/tokens"),
+        )
+        .header("Idempotency-Key", "one-token")
+        .json(&serde_json::json!({"role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    let token = body(token).await["token"].as_str().unwrap().to_owned();
+
+    let everything: String = orion.dataset().into_iter().map(|(k, v)| k + &v).collect();
+    assert!(!everything.contains(&key), "the API key rests in Redis");
+    assert!(
+        !everything.contains(&token),
+        "the account token rests in Redis"
+    );
+    let listed = body(
+        orion
+            .request(Some(&admin), Method::GET, &keys)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "the retry created a second key"
+    );
+}

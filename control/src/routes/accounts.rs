@@ -1,8 +1,8 @@
 //! Accounts and their tokens.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use contract::account::{Account, AccountToken, Role, generate_token, token_hash};
 use contract::ids::{AccountId, TokenId};
 use contract::keyspace;
@@ -15,6 +15,7 @@ use crate::AppState;
 use crate::audit;
 use crate::auth::Principal;
 use crate::extract::ApiPath;
+use crate::idempotency::SecretBearing;
 use crate::json::ApiJson;
 use crate::problem::{ApiResult, Problem};
 use crate::request_id::RequestId;
@@ -157,7 +158,7 @@ pub async fn create_token(
     rid: RequestId,
     ApiPath(path): ApiPath<AccountPath>,
     ApiJson(body): ApiJson<CreateToken>,
-) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+) -> ApiResult<(StatusCode, Extension<SecretBearing>, Json<CreatedToken>)> {
     who.require_writer(path.account_id)?;
     require_visible(&state, &who, path.account_id).await?;
     let token = generate_token().map_err(|e| {
@@ -188,6 +189,7 @@ pub async fn create_token(
     .await?;
     Ok((
         StatusCode::CREATED,
+        Extension(SecretBearing),
         Json(CreatedToken {
             id: record.id,
             role: record.role,

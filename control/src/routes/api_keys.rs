@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use contract::api_key::{ApiKeyMetadata, KeyScope};
 use contract::ids::{ClusterId, KeyId};
 use contract::keyscheme::{ClusterSecret, KeyClaims, KeySigner, SecretKind};
@@ -21,6 +21,7 @@ use crate::AppState;
 use crate::audit;
 use crate::auth::Principal;
 use crate::extract::ApiPath;
+use crate::idempotency::SecretBearing;
 use crate::json::ApiJson;
 use crate::problem::{ApiResult, Problem};
 use crate::request_id::RequestId;
@@ -109,7 +110,7 @@ pub async fn create_api_key(
     rid: RequestId,
     ApiPath(path): ApiPath<ClusterPath>,
     ApiJson(body): ApiJson<CreateApiKey>,
-) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
+) -> ApiResult<(StatusCode, Extension<SecretBearing>, Json<CreatedApiKey>)> {
     who.require_writer(path.account_id)?;
     let now = Timestamp::now();
     let mut v = Validator::new();
@@ -178,6 +179,7 @@ pub async fn create_api_key(
     .await?;
     Ok((
         StatusCode::CREATED,
+        Extension(SecretBearing),
         Json(CreatedApiKey {
             id: metadata.id,
             name: metadata.name,
