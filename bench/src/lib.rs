@@ -1,5 +1,11 @@
-//! Benchmarks and the stand-in Qdrant upstream (a test double: the product runs real Qdrant).
+//! Benchmarks and the stand-in Qdrant upstream.
 //!
-//! Not built yet: the stand-in arrives with the Nebula issue, the load harness with the
-//! benchmarks issue. Micro-benchmarks live beside the code they measure (`cargo bench -p
-//! contract` measures API-key verification today).
+//! [`standin`] is a **test double** of Qdrant: no Qdrant binary can be installed on the build
+//! machines, so tests and benchmarks run this as `QDRANT_BIN`. It accepts Qdrant's flags and
+//! environment for ports, keys and cluster bootstrap, and answers like Qdrant 1.18.3 as
+//! recorded in `shared/QDRANT-FACTS.md`. The product runs real Qdrant.
+//!
+//! The load harness arrives with the benchmarks issue; micro-benchmarks live beside the code
+//! they measure (`cargo bench -p contract` measures API-key verification).
+
+pub mod standin;

@@ -4,10 +4,12 @@
 //! - [`RedisServer`]: a real `redis-server` with its own directory and AOF on.
 //! - [`supervised`]: spawning any child so that it dies with the test process, even when the
 //!   test aborts without running destructors.
+//! - [`standin`]: the stand-in Qdrant (a test double) as a real process.
 //! - [`free_port`]: a loopback port nobody is listening on.
 
 mod port;
 mod redis_server;
+pub mod standin;
 pub mod supervised;
 
 pub use port::free_port;

@@ -1,0 +1,101 @@
+//! The p2p port: how stand-in nodes form one cluster. Real Qdrant speaks Raft over gRPC
+//! here; the double keeps only what Lyra observes: a node started with `--bootstrap` joins
+//! the bootstrap peer, and becomes ready once it has.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+
+use super::state::Node;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Join {
+    pub peer_id: u64,
+    pub uri: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Joined {
+    pub leader: u64,
+    pub peers: BTreeMap<u64, String>,
+}
+
+fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
+}
+
+/// `POST /join` adds a peer and answers with the whole table; `GET /peers` shows it.
+pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let body = match Limited::new(req.into_body(), 64 << 10).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return reply(StatusCode::BAD_REQUEST, Vec::new()),
+    };
+    if method == Method::POST && path == "/join" {
+        let Ok(join) = serde_json::from_slice::<Join>(&body) else {
+            return reply(StatusCode::BAD_REQUEST, Vec::new());
+        };
+        if let Ok(mut peers) = node.peers.lock() {
+            peers.insert(join.peer_id, join.uri);
+        }
+    }
+    let answer = Joined {
+        leader: node.leader.load(Ordering::Relaxed),
+        peers: node.peers.lock().map(|p| p.clone()).unwrap_or_default(),
+    };
+    reply(
+        StatusCode::OK,
+        serde_json::to_vec(&answer).unwrap_or_default(),
+    )
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// One attempt to join: `None` if the bootstrap peer is not there yet or answered oddly.
+async fn try_join(client: &HttpClient, uri: &str, body: &[u8]) -> Option<Joined> {
+    let request = Request::post(uri)
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .ok()?;
+    let response = client.request(request).await.ok()?;
+    if response.status() != StatusCode::OK {
+        return None;
+    }
+    let collected = response.into_body().collect().await.ok()?;
+    serde_json::from_slice(&collected.to_bytes()).ok()
+}
+
+/// Joins `bootstrap`, retrying until it answers (Qdrant waits for its bootstrap peer too).
+pub async fn join(node: Arc<Node>, bootstrap: String) {
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let uri = format!("{}/join", bootstrap.trim_end_matches('/'));
+    let me = Join {
+        peer_id: node.peer_id,
+        uri: node.uri.clone().unwrap_or_default(),
+    };
+    let Ok(body) = serde_json::to_vec(&me) else {
+        return;
+    };
+    loop {
+        if let Some(joined) = try_join(&client, &uri, &body).await {
+            node.leader.store(joined.leader, Ordering::Relaxed);
+            if let Ok(mut peers) = node.peers.lock() {
+                peers.extend(joined.peers);
+            }
+            node.ready.store(true, Ordering::Relaxed);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,288 @@
+//! The REST port: Qdrant's public probes, and a few collection and point routes with small
+//! Qdrant-shaped answers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::auth::{Grant, Need, Refusal, credential};
+use super::state::{Collection, Node};
+
+pub const VERSION: &str = "1.18.3";
+const MAX_BODY: usize = 32 << 20;
+
+type Answer = Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, content_type: Option<&'static str>, body: Vec<u8>) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Some(ct) = content_type {
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+    }
+    r
+}
+
+fn ok(result: Value, started: Instant) -> Answer {
+    let body = json!({"result": result, "status": "ok", "time": started.elapsed().as_secs_f64()});
+    respond(
+        StatusCode::OK,
+        Some("application/json"),
+        body.to_string().into_bytes(),
+    )
+}
+
+/// Qdrant's JSON error shape.
+pub fn error(status: StatusCode, message: &str, started: Instant) -> Answer {
+    let body = json!({"status": {"error": message}, "time": started.elapsed().as_secs_f64()});
+    respond(
+        status,
+        Some("application/json"),
+        body.to_string().into_bytes(),
+    )
+}
+
+fn refused(r: Refusal, started: Instant) -> Answer {
+    let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::FORBIDDEN);
+    match r {
+        // Qdrant answers these in plain text without a content type.
+        Refusal::Missing | Refusal::Invalid | Refusal::Expired => {
+            respond(status, None, r.message().into_bytes())
+        }
+        Refusal::Forbidden(m) => error(status, &m, started),
+    }
+}
+
+/// Point routes that only read, though sent with POST.
+fn reads_points(action: &[&str]) -> bool {
+    matches!(
+        action.first().copied(),
+        Some("search" | "query" | "scroll" | "count" | "recommend" | "discover")
+    ) || action.is_empty()
+}
+
+fn need<'a>(method: &Method, segments: &[&'a str]) -> Option<Need<'a>> {
+    Some(match segments {
+        ["collections"] => Need::GlobalRead,
+        ["collections", c] if method == Method::GET => Need::Read(c),
+        ["collections", _] => Need::Manage,
+        ["collections", c, "points", rest @ ..] => {
+            if method == Method::GET || (method == Method::POST && reads_points(rest)) {
+                Need::Read(c)
+            } else {
+                Need::Write(c)
+            }
+        }
+        ["cluster"] | ["telemetry"] | ["metrics"] => Need::GlobalRead,
+        _ => return None,
+    })
+}
+
+pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Answer {
+    let started = Instant::now();
+    let path = req.uri().path().to_owned();
+    if path == "/__standin/stats" {
+        // Introspection of the test double itself; not a Qdrant route and not counted.
+        let body = json!({
+            "requests": node.requests.load(Ordering::Relaxed),
+            "authorized": node.authorized.load(Ordering::Relaxed),
+        });
+        return respond(
+            StatusCode::OK,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        );
+    }
+    node.count_request();
+    let method = req.method().clone();
+    match path.as_str() {
+        "/" => {
+            let body = json!({"title": "qdrant - vector search engine", "version": VERSION});
+            return respond(
+                StatusCode::OK,
+                Some("application/json"),
+                body.to_string().into_bytes(),
+            );
+        }
+        "/healthz" | "/livez" => {
+            return respond(
+                StatusCode::OK,
+                Some("text/plain"),
+                b"healthz check passed".to_vec(),
+            );
+        }
+        "/readyz" => {
+            return if node.ready.load(Ordering::Relaxed) {
+                respond(
+                    StatusCode::OK,
+                    Some("text/plain"),
+                    b"all shards are ready".to_vec(),
+                )
+            } else {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some("text/plain"),
+                    b"some shards are not ready".to_vec(),
+                )
+            };
+        }
+        _ => {}
+    }
+    let grant = match node.keys.authenticate(credential(req.headers())) {
+        Ok(g) => g,
+        Err(r) => return refused(r, started),
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let Some(need) = need(&method, &segments) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("Not found: {path}"),
+            started,
+        );
+    };
+    if let Err(r) = grant.allows(need) {
+        return refused(r, started);
+    }
+    node.count_authorized();
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Request body is too large or broken",
+                started,
+            );
+        }
+    };
+    let json_body = || serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    route(&node, &grant, &method, &segments, json_body, started)
+}
+
+fn route(
+    node: &Node,
+    grant: &Grant,
+    method: &Method,
+    segments: &[&str],
+    body: impl Fn() -> Value,
+    started: Instant,
+) -> Answer {
+    let Ok(mut collections) = node.collections.lock() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "poisoned", started);
+    };
+    let missing = |c: &str| {
+        error(
+            StatusCode::NOT_FOUND,
+            &format!("Not found: Collection `{c}` doesn't exist!"),
+            started,
+        )
+    };
+    match (method.clone(), segments) {
+        (Method::GET, ["collections"]) => {
+            let list: Vec<Value> = collections
+                .keys()
+                .filter(|c| grant.sees(c))
+                .map(|c| json!({"name": c}))
+                .collect();
+            ok(json!({"collections": list}), started)
+        }
+        (Method::GET, ["collections", c]) => match collections.get(*c) {
+            Some(col) => ok(
+                json!({"status": "green", "optimizer_status": "ok", "points_count": col.points.len()}),
+                started,
+            ),
+            None => missing(c),
+        },
+        (Method::PUT, ["collections", c]) => {
+            if collections.contains_key(*c) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Wrong input: Collection `{c}` already exists!"),
+                    started,
+                );
+            }
+            collections.insert((*c).to_owned(), Collection::default());
+            drop(collections);
+            node.persist();
+            ok(json!(true), started)
+        }
+        (Method::DELETE, ["collections", c]) => {
+            let existed = collections.remove(*c).is_some();
+            drop(collections);
+            node.persist();
+            ok(json!(existed), started)
+        }
+        (Method::PUT, ["collections", c, "points"]) => {
+            let Some(col) = collections.get_mut(*c) else {
+                return missing(c);
+            };
+            let body = body();
+            let points = body["points"].as_array().cloned().unwrap_or_default();
+            for p in &points {
+                col.points.insert(p["id"].to_string(), p["payload"].clone());
+            }
+            drop(collections);
+            node.persist();
+            ok(
+                json!({"operation_id": points.len(), "status": "acknowledged"}),
+                started,
+            )
+        }
+        (Method::POST, ["collections", c, "points", action, ..]) => {
+            let Some(col) = collections.get(*c) else {
+                return missing(c);
+            };
+            let limit = body()["limit"].as_u64().unwrap_or(10) as usize;
+            let hits: Vec<Value> = col
+                .points
+                .iter()
+                .take(limit)
+                .map(|(id, payload)| {
+                    let id: Value = serde_json::from_str(id).unwrap_or(Value::Null);
+                    json!({"id": id, "version": 0, "score": 1.0, "payload": payload})
+                })
+                .collect();
+            match *action {
+                "count" => ok(json!({"count": col.points.len()}), started),
+                "query" => ok(json!({"points": hits}), started),
+                "scroll" => ok(json!({"points": hits, "next_page_offset": null}), started),
+                _ => ok(json!(hits), started),
+            }
+        }
+        (Method::GET, ["cluster"]) => {
+            let peers: serde_json::Map<String, Value> = node
+                .peers
+                .lock()
+                .map(|p| {
+                    p.iter()
+                        .map(|(id, uri)| (id.to_string(), json!({"uri": uri})))
+                        .collect()
+                })
+                .unwrap_or_default();
+            ok(
+                json!({
+                    "status": "enabled",
+                    "peer_id": node.peer_id,
+                    "peers": peers,
+                    "raft_info": {"leader": node.leader.load(Ordering::Relaxed), "role": if node.leader.load(Ordering::Relaxed) == node.peer_id { "Leader" } else { "Follower" }},
+                }),
+                started,
+            )
+        }
+        (Method::GET, ["telemetry"]) => ok(
+            json!({"id": node.peer_id.to_string(), "app": {"version": VERSION}}),
+            started,
+        ),
+        (Method::GET, ["metrics"]) => respond(
+            StatusCode::OK,
+            Some("text/plain"),
+            format!("app_info{{name=\"qdrant\",version=\"{VERSION}\"}} 1\n").into_bytes(),
+        ),
+        _ => error(StatusCode::NOT_FOUND, "Not found", started),
+    }
+}
