@@ -1,6 +1,6 @@
 //! `lyra`: the one binary. It only parses the command line and calls into the crates.
 //!
-//! Today: `orion` (the control API) and `platform-key`; later issues add `dev`, `nebula`,
+//! Today: `orion` (the control API), `nebula` (the worker) and `platform-key`; later issues add `dev`,
 //! `gatekeeper`, `certs` and the client subcommands.
 
 use std::io::Write;
@@ -26,6 +26,10 @@ enum Commands {
     ///
     /// Example: `LYRA_OPERATOR_TOKEN=... LYRA_MASTER_KEY=$(lyra platform-key new) lyra orion`
     Orion(control::OrionConfig),
+    /// Run Nebula, the provisioning worker (consumes the command stream, runs the drivers).
+    ///
+    /// Example: `LYRA_MASTER_KEY=... QDRANT_BIN=/usr/local/bin/qdrant lyra nebula`
+    Nebula(provisioner::NebulaConfig),
     /// The platform key that seals every stored secret (cluster secrets, certificate keys).
     #[command(subcommand)]
     PlatformKey(PlatformKeyCommand),
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Commands::Orion(config) => serve(|shutdown| control::run(config, shutdown)),
+        Commands::Nebula(config) => serve(|shutdown| provisioner::run(config, shutdown)),
         Commands::PlatformKey(PlatformKeyCommand::New) => PlatformKey::generate()
             .map_err(|e| e.to_string())
             .map(|(_, encoded)| encoded.to_string()),

@@ -13,13 +13,15 @@
 //! | `lyra:{lyra}:region:<provider>:<region>` | hash | a region: driver, totals, allocated ([`crate::record`]) |
 //! | `lyra:{lyra}:regions` | set | `<provider>:<region>` of every region |
 //! | `lyra:{lyra}:region:<provider>:<region>:waiting` | list | PENDING cluster ids, oldest first |
-//! | `lyra:{lyra}:cluster:<id>` | hash | a cluster and its reservation ([`crate::record`]) |
+//! | `lyra:{lyra}:cluster:<id>` | hash | a cluster, its reservation and its nodes ([`crate::record`]) |
 //! | `lyra:{lyra}:cluster:<id>:command` | string | the provisioning command of a PENDING cluster, queued when capacity frees |
 //! | `lyra:{lyra}:account:<id>:clusters` | zset | an account's cluster ids by creation time |
 //! | `lyra:{lyra}:cluster:<id>:secrets` | string | the cluster's sealed secrets (JSON) |
 //! | `lyra:{lyra}:cluster:<id>:keys` | hash | API key id → key metadata (JSON), never the key |
 //! | `lyra:{lyra}:commands` | stream | the command stream (field `command`: envelope JSON) |
 //! | `nebula` | group | Nebula's consumer group on the command stream |
+//! | `lyra:{lyra}:commands:attempts` | hash | stream entry id → attempts so far |
+//! | `lyra:{lyra}:cluster:<id>:lease` | string | the worker acting on the cluster (expiring lease) |
 //! | `lyra:{lyra}:commands:dead` | stream | commands parked after their retries |
 //! | `lyra:{lyra}:routes` | hash | cluster id → route record (JSON): the gateways' snapshot |
 //! | `lyra:{lyra}:config:version` | string | the platform-wide version counter for routes, revocations, certificates |
@@ -74,6 +76,12 @@ pub fn cluster_queued_command(id: ClusterId) -> String {
     format!("{P}:cluster:{id}:command")
 }
 
+/// A short lease held by the worker acting on a cluster, so two workers never act on one
+/// cluster at once.
+pub fn cluster_lease(id: ClusterId) -> String {
+    format!("{P}:cluster:{id}:lease")
+}
+
 pub fn cluster_secrets(id: ClusterId) -> String {
     format!("{P}:cluster:{id}:secrets")
 }
@@ -90,6 +98,11 @@ pub fn command_stream() -> String {
 pub const COMMAND_FIELD: &str = "command";
 
 pub const NEBULA_GROUP: &str = "nebula";
+
+/// Stream entry id → how many times the command has been attempted (survives restarts).
+pub fn command_attempts() -> String {
+    format!("{P}:commands:attempts")
+}
 
 pub fn dead_letter_stream() -> String {
     format!("{P}:commands:dead")
@@ -171,6 +184,8 @@ mod tests {
             account_clusters(a),
             cluster_secrets(c),
             cluster_queued_command(c),
+            cluster_lease(c),
+            command_attempts(),
             cluster_keys(c),
             command_stream(),
             dead_letter_stream(),

@@ -1,0 +1,98 @@
+//! Nebula's configuration: command-line flags, each with an environment fallback.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct NebulaConfig {
+    /// Redis holding the platform's state and command stream.
+    #[arg(
+        long,
+        env = "LYRA_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis_url: String,
+
+    /// The platform key that seals cluster secrets (32 bytes, base64).
+    #[arg(long, env = "LYRA_MASTER_KEY", hide_env_values = true)]
+    pub master_key: String,
+
+    /// Earlier platform keys, still accepted for opening sealed values (comma-separated).
+    #[arg(
+        long,
+        env = "LYRA_MASTER_KEY_PREVIOUS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub previous_master_keys: Vec<String>,
+
+    /// Where the local driver keeps its nodes' storage, logs and state.
+    #[arg(long, env = "LYRA_DATA_DIR", default_value = ".lyra")]
+    pub data_dir: PathBuf,
+
+    /// The Qdrant binary the local driver runs.
+    #[arg(long, env = "QDRANT_BIN", default_value = "qdrant")]
+    pub qdrant_bin: PathBuf,
+
+    /// Address local Qdrant nodes listen on.
+    #[arg(long, env = "LYRA_LOCAL_HOST", default_value = "127.0.0.1")]
+    pub local_host: IpAddr,
+
+    /// This worker's name in the consumer group. Keep it stable across restarts, so that a
+    /// restarted worker finishes its own pending commands first. Default: the host name.
+    #[arg(long, env = "LYRA_NEBULA_CONSUMER")]
+    pub consumer: Option<String>,
+
+    /// Commands handled at once.
+    #[arg(long, env = "LYRA_NEBULA_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Attempts before a command is parked in the dead-letter stream.
+    #[arg(long, env = "LYRA_NEBULA_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// First retry delay (milliseconds); it doubles per attempt, with jitter.
+    #[arg(long, env = "LYRA_NEBULA_BACKOFF_MS", default_value_t = 500)]
+    pub backoff_ms: u64,
+
+    /// Longest retry delay (milliseconds).
+    #[arg(long, env = "LYRA_NEBULA_BACKOFF_MAX_MS", default_value_t = 30_000)]
+    pub backoff_max_ms: u64,
+
+    /// How long nodes may take to become ready (seconds).
+    #[arg(long, env = "LYRA_NEBULA_READY_TIMEOUT", default_value_t = 120)]
+    pub ready_timeout_secs: u64,
+
+    /// A command untouched this long (milliseconds) belongs to a dead worker and is claimed.
+    #[arg(long, env = "LYRA_NEBULA_CLAIM_IDLE_MS", default_value_t = 30_000)]
+    pub claim_idle_ms: u64,
+
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`.
+    #[arg(long, env = "LYRA_NEBULA_ADMIN", default_value = "127.0.0.1:9091")]
+    pub admin_listen: SocketAddr,
+}
+
+impl NebulaConfig {
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_secs(self.ready_timeout_secs)
+    }
+
+    pub fn claim_idle(&self) -> Duration {
+        Duration::from_millis(self.claim_idle_ms)
+    }
+
+    /// The consumer name: configured, else the host name, else `nebula`.
+    pub fn consumer_name(&self) -> String {
+        if let Some(c) = self.consumer.as_ref().filter(|c| !c.is_empty()) {
+            return c.clone();
+        }
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "nebula".to_owned())
+    }
+}

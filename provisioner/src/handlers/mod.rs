@@ -1,0 +1,146 @@
+//! Command handlers. Each is idempotent: it looks at the cluster's recorded state first and
+//! does only what is still missing, so a redelivered or replayed command never makes a
+//! second cluster or a second set of nodes.
+
+mod deprovision;
+mod provision;
+mod resize;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use contract::cluster::Cluster;
+use contract::command::{Command, CommandEnvelope};
+use contract::region::Driver;
+use contract::resources::NodeResources;
+use contract::seal::Keyring;
+use redis::aio::ConnectionManager;
+
+use crate::driver::{DriverError, Drivers, InfrastructureClient, NodeSpec};
+use crate::lease::Lease;
+use crate::secrets::Secrets;
+use crate::state;
+
+/// Why a command did not complete this time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// Try again later; after the last attempt the command is parked with this reason.
+    #[error("{0}")]
+    Retry(String),
+    /// Another worker is acting on the cluster right now: wait, without counting an attempt.
+    #[error("another worker is acting on this cluster")]
+    Busy,
+    /// Retrying cannot help: park the command now.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<redis::RedisError> for HandlerError {
+    fn from(e: redis::RedisError) -> Self {
+        HandlerError::Retry(format!("redis: {e}"))
+    }
+}
+
+impl From<DriverError> for HandlerError {
+    fn from(e: DriverError) -> Self {
+        match e {
+            DriverError::Retryable(r) => HandlerError::Retry(r),
+            DriverError::Permanent(r) => HandlerError::Permanent(r),
+        }
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Nothing to do (already done, superseded, or the cluster is gone).
+    Skipped(&'static str),
+}
+
+/// What handlers work with.
+pub struct Worker {
+    pub conn: ConnectionManager,
+    pub keyring: Keyring,
+    pub drivers: Drivers,
+    /// This worker's name, written into cluster leases.
+    pub holder: String,
+    pub lease_ttl: Duration,
+}
+
+impl Worker {
+    /// The driver of the cluster's region.
+    async fn driver_for(
+        &self,
+        cluster: &Cluster,
+    ) -> Result<Arc<dyn InfrastructureClient>, HandlerError> {
+        let mut conn = self.conn.clone();
+        let kind = state::region_driver(&mut conn, &cluster.cloud_provider, &cluster.cloud_region)
+            .await?
+            .ok_or_else(|| {
+                HandlerError::Retry(format!(
+                    "region {}/{} is not registered",
+                    cluster.cloud_provider, cluster.cloud_region
+                ))
+            })?;
+        self.drivers.get(kind).cloned().ok_or_else(|| {
+            HandlerError::Retry(format!(
+                "region {}/{} uses the {kind} driver, which this worker does not run{}",
+                cluster.cloud_provider,
+                cluster.cloud_region,
+                match kind {
+                    Driver::Kubernetes => ": start Nebula with access to a Kubernetes API",
+                    Driver::Helm => ": start Nebula where `helm` is installed",
+                    Driver::Local => "",
+                }
+            ))
+        })
+    }
+}
+
+fn node_spec(c: &Cluster, num_nodes: u32, resources: NodeResources, s: &Secrets) -> NodeSpec {
+    NodeSpec {
+        cluster_id: c.id,
+        account_id: c.account_id,
+        name: c.name.clone(),
+        version: c.version.clone(),
+        num_nodes,
+        resources,
+        read_write: s.read_write.clone(),
+        read_only: s.read_only.clone(),
+    }
+}
+
+/// Runs one command while holding its cluster's lease.
+pub async fn handle(worker: &Worker, envelope: &CommandEnvelope) -> Result<Outcome, HandlerError> {
+    let cluster = envelope.command.cluster_id();
+    let mut conn = worker.conn.clone();
+    let Some(lease) = Lease::acquire(&mut conn, cluster, &worker.holder, worker.lease_ttl).await?
+    else {
+        return Err(HandlerError::Busy);
+    };
+    let renewing = {
+        let mut conn = conn.clone();
+        let (key_holder, ttl) = (worker.holder.clone(), worker.lease_ttl);
+        let lease_for_renew = Lease::held(cluster, &key_holder, ttl);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                if !matches!(lease_for_renew.renew(&mut conn).await, Ok(true)) {
+                    tracing::warn!(%cluster, "lost the cluster lease");
+                    return;
+                }
+            }
+        })
+    };
+    let result = match &envelope.command {
+        Command::Provision(c) => provision::run(worker, c).await,
+        Command::Resize(c) => resize::run(worker, c).await,
+        Command::Deprovision(c) => deprovision::run(worker, c).await,
+    };
+    renewing.abort();
+    if let Err(e) = lease.release(&mut conn).await {
+        tracing::warn!(%cluster, error = %e, "cannot release the cluster lease; it will expire");
+    }
+    result
+}

@@ -1,0 +1,48 @@
+//! ProvisionDBCluster: secrets, nodes, route, HEALTHY.
+
+use contract::cluster::Phase;
+use contract::command::ProvisionDbCluster;
+
+use super::{HandlerError, Outcome, Worker, node_spec};
+use crate::{crash, secrets, state};
+
+pub async fn run(w: &Worker, cmd: &ProvisionDbCluster) -> Result<Outcome, HandlerError> {
+    let mut conn = w.conn.clone();
+    let Some(record) = state::load_cluster(&mut conn, cmd.cluster_id).await? else {
+        return Ok(Outcome::Skipped("the cluster no longer exists"));
+    };
+    let c = &record.cluster;
+    match c.phase {
+        Phase::Creating | Phase::FailedToCreate => {}
+        Phase::Deleting | Phase::Deleted => return Ok(Outcome::Skipped("the cluster is deleted")),
+        Phase::Pending => return Ok(Outcome::Skipped("the cluster still waits for capacity")),
+        Phase::Healthy | Phase::NotReady | Phase::Scaling | Phase::FailedToUpdate => {
+            return Ok(Outcome::Skipped("the cluster is already provisioned"));
+        }
+    }
+    let driver = w.driver_for(c).await?;
+    let secrets = secrets::ensure(&mut conn, &w.keyring, c.id).await?;
+    let spec = node_spec(
+        c,
+        c.configuration.num_nodes,
+        c.configuration.node_configuration,
+        &secrets,
+    );
+    crash::point("before_driver");
+    let nodes = driver.provision(&spec).await?;
+    crash::point("after_driver");
+    state::publish_route(&mut conn, c, nodes.clone(), secrets.sealed, Phase::Healthy).await?;
+    let nodes = serde_json::to_string(&nodes)
+        .map_err(|e| HandlerError::Permanent(format!("cannot encode nodes: {e}")))?;
+    state::set_phase_if(
+        &mut conn,
+        c.id,
+        &[Phase::Creating, Phase::FailedToCreate],
+        Phase::Healthy,
+        "",
+        &[("nodes", nodes)],
+    )
+    .await?;
+    crash::point("before_ack");
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,154 @@
+//! How Nebula reads and moves platform state in Redis. Every change that must be atomic goes
+//! through one of the contract's scripts.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use contract::cluster::Phase;
+use contract::event::ChangeEvent;
+use contract::ids::ClusterId;
+use contract::keyspace;
+use contract::record::{ClusterRecord, RegionRecord};
+use contract::region::Driver;
+use contract::route::{NodeEndpoint, RateLimits, RouteRecord, UpstreamCredentials};
+use contract::scripts;
+use jiff::Timestamp;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use crate::handlers::HandlerError;
+
+static PUT_ROUTE: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::PUT_ROUTE));
+static SET_PHASE_IF: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::SET_PHASE_IF));
+static FINISH_RESIZE: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::FINISH_RESIZE));
+static FINISH_DEPROVISION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(scripts::FINISH_DEPROVISION));
+
+fn now() -> String {
+    Timestamp::now().to_string()
+}
+
+pub async fn load_cluster(
+    conn: &mut ConnectionManager,
+    id: ClusterId,
+) -> Result<Option<ClusterRecord>, HandlerError> {
+    let fields: HashMap<String, String> = conn.hgetall(keyspace::cluster(id)).await?;
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    ClusterRecord::from_fields(&fields)
+        .map(Some)
+        .map_err(|e| HandlerError::Permanent(format!("the stored cluster is unreadable: {e}")))
+}
+
+/// The driver of a region, or `None` when the region does not exist.
+pub async fn region_driver(
+    conn: &mut ConnectionManager,
+    provider: &str,
+    region: &str,
+) -> Result<Option<Driver>, HandlerError> {
+    let fields: HashMap<String, String> = conn.hgetall(keyspace::region(provider, region)).await?;
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    RegionRecord::from_fields(&fields)
+        .map(|r| Some(r.region.driver))
+        .map_err(|e| HandlerError::Permanent(format!("the stored region is unreadable: {e}")))
+}
+
+/// Moves the cluster to `to` if it is in one of `from`; `false` if it had moved on.
+pub async fn set_phase_if(
+    conn: &mut ConnectionManager,
+    id: ClusterId,
+    from: &[Phase],
+    to: Phase,
+    reason: &str,
+    extra: &[(&str, String)],
+) -> Result<bool, HandlerError> {
+    let expected: Vec<&str> = from.iter().map(|p| p.as_str()).collect();
+    let mut invocation = SET_PHASE_IF.key(keyspace::cluster(id));
+    invocation
+        .arg(keyspace::PREFIX)
+        .arg(now())
+        .arg(expected.join(","))
+        .arg(to.as_str())
+        .arg(reason);
+    for (field, value) in extra {
+        invocation.arg(*field).arg(value);
+    }
+    let reply: Vec<String> = invocation.invoke_async(conn).await?;
+    Ok(reply.first().map(String::as_str) == Some("SET"))
+}
+
+/// Writes the cluster's route with a fresh version and publishes it to the gateways.
+pub async fn publish_route(
+    conn: &mut ConnectionManager,
+    cluster: &contract::cluster::Cluster,
+    nodes: Vec<NodeEndpoint>,
+    credentials: UpstreamCredentials,
+    phase: Phase,
+) -> Result<u64, HandlerError> {
+    let version: u64 = conn.incr(keyspace::config_version(), 1).await?;
+    let route = RouteRecord {
+        cluster_id: cluster.id,
+        account_id: cluster.account_id,
+        host: cluster.endpoint.clone(),
+        phase,
+        nodes,
+        credentials,
+        limits: RateLimits::default(),
+        version,
+    };
+    let json = serde_json::to_string(&route)
+        .map_err(|e| HandlerError::Permanent(format!("cannot encode the route: {e}")))?;
+    let event = ChangeEvent::RouteUpserted {
+        route: Box::new(route),
+    }
+    .to_json()
+    .map_err(|e| HandlerError::Permanent(format!("cannot encode the event: {e}")))?;
+    let _: Vec<String> = PUT_ROUTE
+        .key(keyspace::routes())
+        .arg(keyspace::PREFIX)
+        .arg(now())
+        .arg(cluster.id.to_string())
+        .arg(json)
+        .arg(version)
+        .arg(event)
+        .arg(keyspace::EVENTS_CHANNEL)
+        .invoke_async(conn)
+        .await?;
+    Ok(version)
+}
+
+pub async fn finish_resize(
+    conn: &mut ConnectionManager,
+    id: ClusterId,
+    generation: u64,
+) -> Result<(), HandlerError> {
+    let _: Vec<String> = FINISH_RESIZE
+        .key(keyspace::cluster(id))
+        .arg(keyspace::PREFIX)
+        .arg(now())
+        .arg(generation)
+        .invoke_async(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn finish_deprovision(
+    conn: &mut ConnectionManager,
+    id: ClusterId,
+) -> Result<(), HandlerError> {
+    let _: Vec<String> = FINISH_DEPROVISION
+        .key(keyspace::cluster(id))
+        .key(keyspace::routes())
+        .key(keyspace::config_version())
+        .key(keyspace::cluster_secrets(id))
+        .arg(keyspace::PREFIX)
+        .arg(now())
+        .arg(id.to_string())
+        .arg(keyspace::EVENTS_CHANNEL)
+        .invoke_async(conn)
+        .await?;
+    Ok(())
+}

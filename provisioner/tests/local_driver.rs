@@ -1,0 +1,208 @@
+//! The local driver against real processes of the stand-in Qdrant (a test double).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use contract::ids::{AccountId, ClusterId};
+use contract::keyscheme::ClusterSecret;
+use contract::resources::NodeResources;
+use provisioner::driver::local::LocalDriver;
+use provisioner::driver::{DriverError, InfrastructureClient, NodeSpec};
+use testkit::standin::standin_bin;
+
+fn spec(cluster: ClusterId, num_nodes: u32) -> NodeSpec {
+    NodeSpec {
+        cluster_id: cluster,
+        account_id: AccountId::new(),
+        name: "local-test".into(),
+        version: "v1.18.3".into(),
+        num_nodes,
+        resources: NodeResources {
+            cpu: 1000,
+            memory: 1024,
+            disk: 1,
+        },
+        read_write: ClusterSecret::parse("RWsecretRWsecretRWsecretRWsecret").unwrap(),
+        read_only: ClusterSecret::parse("ROsecretROsecretROsecretROsecret").unwrap(),
+    }
+}
+
+fn driver(root: &Path, bin: &Path) -> LocalDriver {
+    LocalDriver::new(
+        root.to_owned(),
+        bin.to_owned(),
+        "127.0.0.1".parse().unwrap(),
+        Duration::from_secs(20),
+    )
+}
+
+/// Pids of live processes whose Qdrant storage lies under `dir` (zombies excluded).
+fn processes_under(dir: &Path) -> BTreeSet<u32> {
+    let needle = format!("QDRANT__STORAGE__STORAGE_PATH={}", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let live = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, r)| !r.starts_with('Z'))
+            });
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            live && env
+                .split(|b| *b == 0)
+                .any(|v| v.starts_with(needle.as_bytes()))
+        })
+        .collect()
+}
+
+async fn get(url: String, key: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(k) = key {
+        req = req.header("api-key", k);
+    }
+    req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn three_nodes_are_provisioned_adopted_resized_and_removed() {
+    let bin = standin_bin().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let cluster = ClusterId::new();
+    let cluster_dir = root.path().join(cluster.to_string());
+    let d = driver(root.path(), &bin);
+
+    let nodes = d.provision(&spec(cluster, 3)).await.unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(processes_under(&cluster_dir).len(), 3);
+    for n in &nodes {
+        // Ready, and the node takes the cluster's read-write secret and nothing else.
+        assert_eq!(get(format!("http://{}/readyz", n.rest), None).await, 200);
+        assert_eq!(
+            get(
+                format!("http://{}/collections", n.rest),
+                Some("RWsecretRWsecretRWsecretRWsecret")
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            get(format!("http://{}/collections", n.rest), Some("wrong")).await,
+            401
+        );
+    }
+    let peers: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/cluster", nodes[0].rest))
+        .header("api-key", "RWsecretRWsecretRWsecretRWsecret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        peers["result"]["peers"].as_object().unwrap().len(),
+        3,
+        "one Qdrant cluster of 3 peers"
+    );
+
+    // Provisioning again (a retry), or from a fresh worker (a restart), adopts: no duplicates.
+    let before = processes_under(&cluster_dir);
+    assert_eq!(d.provision(&spec(cluster, 3)).await.unwrap(), nodes);
+    let fresh = driver(root.path(), &bin);
+    assert_eq!(fresh.provision(&spec(cluster, 3)).await.unwrap(), nodes);
+    assert_eq!(
+        processes_under(&cluster_dir),
+        before,
+        "a retry started duplicates"
+    );
+
+    // Resize 3 -> 5 -> 2.
+    let five = d.resize(&spec(cluster, 5)).await.unwrap();
+    assert_eq!(five.len(), 5);
+    assert_eq!(
+        &five[..3],
+        &nodes[..],
+        "existing nodes keep their addresses"
+    );
+    assert_eq!(processes_under(&cluster_dir).len(), 5);
+    let two = d.resize(&spec(cluster, 2)).await.unwrap();
+    assert_eq!(two, nodes[..2].to_vec());
+    assert_eq!(processes_under(&cluster_dir).len(), 2);
+    assert!(
+        !cluster_dir.join("node-2").exists(),
+        "a removed node's storage is gone"
+    );
+
+    // Deprovision removes processes and storage; doing it twice is fine.
+    d.deprovision(cluster).await.unwrap();
+    assert!(processes_under(&cluster_dir).is_empty());
+    assert!(!cluster_dir.exists());
+    d.deprovision(cluster).await.unwrap();
+    for n in &nodes[..2] {
+        assert_eq!(
+            get(format!("http://{}/readyz", n.rest), None).await,
+            0,
+            "a node still answers"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_dies_is_restarted() {
+    let bin = standin_bin().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let cluster = ClusterId::new();
+    let d = Arc::new(driver(root.path(), &bin));
+    let nodes = d.provision(&spec(cluster, 2)).await.unwrap();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let supervisor = tokio::spawn(provisioner::driver::local::supervise(d.clone(), stopping));
+
+    let dir = root.path().join(cluster.to_string());
+    let victim = *processes_under(&dir).iter().next().unwrap();
+    unsafe { libc_kill(victim as i32, 9) };
+    let mut back = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = processes_under(&dir);
+        if now.len() == 2 && !now.contains(&victim) {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the dead node was not restarted");
+    for n in &nodes {
+        let mut ready = false;
+        for _ in 0..50 {
+            if get(format!("http://{}/readyz", n.rest), None).await == 200 {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready, "{} is not back on its port", n.rest);
+    }
+    let _ = stop.send(true);
+    supervisor.await.unwrap();
+    d.deprovision(cluster).await.unwrap();
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[tokio::test]
+async fn a_missing_binary_is_a_plain_retryable_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let d = driver(root.path(), Path::new("/nonexistent/qdrant"));
+    let err = d.provision(&spec(ClusterId::new(), 1)).await.unwrap_err();
+    match err {
+        DriverError::Retryable(reason) => {
+            assert!(reason.contains("was not found"), "{reason}");
+            assert!(reason.contains("QDRANT_BIN"), "{reason}");
+        }
+        other => panic!("expected a retryable error, got {other:?}"),
+    }
+}
