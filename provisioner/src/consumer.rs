@@ -456,3 +456,43 @@ async fn heartbeat(mut conn: ConnectionManager, id: String, consumer: String, ev
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            consumer: "t".into(),
+            concurrency: 1,
+            max_attempts: 5,
+            backoff: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(1000),
+            claim_idle: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn delays_double_with_jitter_and_stop_at_the_cap() {
+        let s = settings();
+        for (attempt, full) in [
+            (1u32, 100u64),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (30, 1000),
+        ] {
+            for _ in 0..200 {
+                let d = s.delay(attempt).as_millis() as u64;
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempt}: {d} ms not in [{}, {full}]",
+                    full / 2
+                );
+            }
+        }
+        let spread: std::collections::HashSet<_> = (0..50).map(|_| s.delay(3)).collect();
+        assert!(spread.len() > 1, "no jitter");
+    }
+}

@@ -1,5 +1,10 @@
 //! A per-cluster lease, so that two workers never act on one cluster at once (a provision
 //! and a deprovision of the same cluster may reach two workers).
+//!
+//! The holder is the worker's consumer name, which is unique among live workers (it owns a
+//! pending list in the consumer group). A worker restarted under the same name after a crash
+//! takes its own lease back at once instead of waiting for it to expire; within one worker,
+//! commands of one cluster are kept apart by the handlers' in-process lock.
 
 use std::time::Duration;
 
@@ -16,6 +21,15 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| {
            return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
     )
 });
+/// Takes the lease if it is free or already ours.
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local cur = redis.call('GET', KEYS[1]) \
+         if cur == false or cur == ARGV[1] then \
+           redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
+         return 0",
+    )
+});
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -30,7 +44,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Takes the lease on `cluster` for `holder`, or `None` while someone else holds it.
+    /// Takes the lease on `cluster` for `holder`, or `None` while another holder has it.
     pub async fn acquire(
         conn: &mut ConnectionManager,
         cluster: ClusterId,
@@ -38,15 +52,13 @@ impl Lease {
         ttl: Duration,
     ) -> redis::RedisResult<Option<Self>> {
         let key = keyspace::cluster_lease(cluster);
-        let taken: Option<String> = redis::cmd("SET")
-            .arg(&key)
+        let taken: i64 = ACQUIRE
+            .key(&key)
             .arg(holder)
-            .arg("NX")
-            .arg("PX")
             .arg(ttl.as_millis() as u64)
-            .query_async(conn)
+            .invoke_async(conn)
             .await?;
-        Ok(taken.map(|_| Self {
+        Ok((taken == 1).then(|| Self {
             key,
             holder: holder.to_owned(),
             ttl,

@@ -195,8 +195,9 @@ pub async fn run_with(
         conn,
         keyring,
         drivers,
-        holder: format!("{consumer_name}/{}", std::process::id()),
+        holder: consumer_name.clone(),
         lease_ttl: config.claim_idle(),
+        in_hand: Default::default(),
     });
     let settings = consumer::Settings {
         consumer: consumer_name.clone(),

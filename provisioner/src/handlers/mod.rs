@@ -63,9 +63,32 @@ pub struct Worker {
     pub conn: ConnectionManager,
     pub keyring: Keyring,
     pub drivers: Drivers,
-    /// This worker's name, written into cluster leases.
+    /// This worker's consumer name, written into cluster leases.
     pub holder: String,
     pub lease_ttl: Duration,
+    /// Clusters this worker is acting on right now.
+    pub in_hand: std::sync::Mutex<std::collections::HashSet<contract::ids::ClusterId>>,
+}
+
+/// Marks a cluster as in hand in this worker until dropped.
+struct InHand<'a> {
+    worker: &'a Worker,
+    cluster: contract::ids::ClusterId,
+}
+
+impl<'a> InHand<'a> {
+    fn take(worker: &'a Worker, cluster: contract::ids::ClusterId) -> Option<Self> {
+        let mut set = worker.in_hand.lock().ok()?;
+        set.insert(cluster).then_some(Self { worker, cluster })
+    }
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.worker.in_hand.lock() {
+            set.remove(&self.cluster);
+        }
+    }
 }
 
 impl Worker {
@@ -114,6 +137,9 @@ fn node_spec(c: &Cluster, num_nodes: u32, resources: NodeResources, s: &Secrets)
 /// Runs one command while holding its cluster's lease.
 pub async fn handle(worker: &Worker, envelope: &CommandEnvelope) -> Result<Outcome, HandlerError> {
     let cluster = envelope.command.cluster_id();
+    let Some(_in_hand) = InHand::take(worker, cluster) else {
+        return Err(HandlerError::Busy);
+    };
     let mut conn = worker.conn.clone();
     let Some(lease) = Lease::acquire(&mut conn, cluster, &worker.holder, worker.lease_ttl).await?
     else {
