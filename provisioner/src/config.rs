@@ -70,6 +70,19 @@ pub struct NebulaConfig {
     #[arg(long, env = "LYRA_NEBULA_CLAIM_IDLE_MS", default_value_t = 30_000)]
     pub claim_idle_ms: u64,
 
+    /// Run the kubernetes driver, with the credentials of `KUBECONFIG` or the pod's service
+    /// account.
+    #[arg(long, env = "LYRA_KUBERNETES", default_value_t = false)]
+    pub kubernetes: bool,
+
+    /// The `helm` binary of the helm driver.
+    #[arg(long, env = "LYRA_HELM_BIN", default_value = "helm")]
+    pub helm_bin: PathBuf,
+
+    /// The namespace the helm driver installs releases into.
+    #[arg(long, env = "LYRA_HELM_NAMESPACE", default_value = "lyra-qdrant")]
+    pub helm_namespace: String,
+
     /// Admin listener: `/metrics`, `/healthz`, `/readyz`.
     #[arg(long, env = "LYRA_NEBULA_ADMIN", default_value = "127.0.0.1:9091")]
     pub admin_listen: SocketAddr,

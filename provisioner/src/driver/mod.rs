@@ -4,6 +4,8 @@
 //! idempotent: a retried or replayed command calls it again with the same spec and must find
 //! and keep what the first call made, never make a second set of nodes.
 
+pub mod helm;
+pub mod kubernetes;
 pub mod local;
 
 use std::collections::HashMap;
