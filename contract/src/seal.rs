@@ -147,9 +147,36 @@ pub struct Keyring {
     previous: Vec<PlatformKey>,
 }
 
+/// A platform key from configuration that cannot be used, naming which setting it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {error}")]
+pub struct KeyringConfigError {
+    pub setting: &'static str,
+    pub error: PlatformKeyError,
+}
+
 impl Keyring {
     pub fn new(current: PlatformKey, previous: Vec<PlatformKey>) -> Self {
         Self { current, previous }
+    }
+
+    /// The keyring a service runs with: `LYRA_MASTER_KEY` and, during a rotation, the
+    /// earlier keys of `LYRA_MASTER_KEY_PREVIOUS` (blank entries ignored).
+    pub fn from_config(current: &str, previous: &[String]) -> Result<Self, KeyringConfigError> {
+        let current = PlatformKey::from_base64(current).map_err(|error| KeyringConfigError {
+            setting: "LYRA_MASTER_KEY",
+            error,
+        })?;
+        let previous = previous
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| PlatformKey::from_base64(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| KeyringConfigError {
+                setting: "LYRA_MASTER_KEY_PREVIOUS",
+                error,
+            })?;
+        Ok(Self::new(current, previous))
     }
 
     pub fn current_id(&self) -> &str {

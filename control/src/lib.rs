@@ -39,7 +39,7 @@ use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use contract::host::Tld;
-use contract::seal::{Keyring, PlatformKey};
+use contract::seal::Keyring;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -98,22 +98,15 @@ impl AppState {
                 "the operator token must be at least {MIN_OPERATOR_TOKEN_LEN} characters"
             )));
         }
-        let current = PlatformKey::from_base64(&config.master_key)
-            .map_err(|e| OrionError::Config(format!("LYRA_MASTER_KEY: {e}")))?;
-        let previous = config
-            .previous_master_keys
-            .iter()
-            .filter(|k| !k.trim().is_empty())
-            .map(|k| PlatformKey::from_base64(k))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| OrionError::Config(format!("LYRA_MASTER_KEY_PREVIOUS: {e}")))?;
+        let keyring = Keyring::from_config(&config.master_key, &config.previous_master_keys)
+            .map_err(|e| OrionError::Config(e.to_string()))?;
         let tld = Tld::new(&config.tld)
             .map_err(|e| OrionError::Config(format!("LYRA_TLD {:?}: {e}", config.tld)))?;
         let store = Store::new(&config.redis_url, config.redis_timeout())
             .map_err(|e| OrionError::Config(format!("LYRA_REDIS_URL: {e}")))?;
         Ok(Self(Arc::new(Inner {
             store,
-            keyring: Keyring::new(current, previous),
+            keyring,
             tld,
             operator_digest: Sha256::digest(config.operator_token.as_bytes()).into(),
             metrics: metrics::Metrics::new()?,

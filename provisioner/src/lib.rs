@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use contract::cluster::Phase;
 use contract::region::Driver;
-use contract::seal::{Keyring, PlatformKey};
+use contract::seal::Keyring;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
@@ -52,16 +52,8 @@ pub enum NebulaError {
 }
 
 fn keyring(config: &NebulaConfig) -> Result<Keyring, NebulaError> {
-    let current = PlatformKey::from_base64(&config.master_key)
-        .map_err(|e| NebulaError::Config(format!("LYRA_MASTER_KEY: {e}")))?;
-    let previous = config
-        .previous_master_keys
-        .iter()
-        .filter(|k| !k.trim().is_empty())
-        .map(|k| PlatformKey::from_base64(k))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| NebulaError::Config(format!("LYRA_MASTER_KEY_PREVIOUS: {e}")))?;
-    Ok(Keyring::new(current, previous))
+    Keyring::from_config(&config.master_key, &config.previous_master_keys)
+        .map_err(|e| NebulaError::Config(e.to_string()))
 }
 
 /// Connects to Redis, waiting (and saying so) until it answers or `shutdown` is asked for.

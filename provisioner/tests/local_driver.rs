@@ -38,22 +38,9 @@ fn driver(root: &Path, bin: &Path) -> LocalDriver {
     )
 }
 
-/// Pids of live processes whose Qdrant storage lies under `dir` (zombies excluded).
 fn processes_under(dir: &Path) -> BTreeSet<u32> {
-    let needle = format!("QDRANT__STORAGE__STORAGE_PATH={}", dir.display());
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let live = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                s.rsplit_once(") ")
-                    .is_some_and(|(_, r)| !r.starts_with('Z'))
-            });
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            live && env
-                .split(|b| *b == 0)
-                .any(|v| v.starts_with(needle.as_bytes()))
-        })
+    testkit::procs::qdrant_nodes_under(dir)
+        .into_iter()
         .collect()
 }
 

@@ -5,9 +5,11 @@
 //! - [`supervised`]: spawning any child so that it dies with the test process, even when the
 //!   test aborts without running destructors.
 //! - [`standin`]: the stand-in Qdrant (a test double) as a real process.
+//! - [`procs`]: processes seen through /proc (alive, a cluster's nodes).
 //! - [`free_port`]: a loopback port nobody is listening on.
 
 mod port;
+pub mod procs;
 mod redis_server;
 pub mod standin;
 pub mod supervised;

@@ -20,13 +20,15 @@ pub fn standin_bin() -> io::Result<PathBuf> {
     if let Some(p) = std::env::var_os(STANDIN_BIN_ENV) {
         return Ok(PathBuf::from(p));
     }
-    // target/<profile>/deps/<test> -> target/<profile>/qdrant-standin
+    // A test runs as target/<profile>/deps/<test>, a tool as target/<profile>/<tool>: the
+    // stand-in is in target/<profile>/ either way.
     let exe = std::env::current_exe()?;
     let candidate = exe
-        .parent()
-        .and_then(Path::parent)
+        .ancestors()
+        .skip(1)
+        .take(2)
         .map(|dir| dir.join("qdrant-standin"))
-        .filter(|p| p.exists());
+        .find(|p| p.exists());
     candidate.ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,

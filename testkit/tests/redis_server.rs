@@ -7,17 +7,7 @@ use std::time::{Duration, Instant};
 
 use testkit::{HarnessError, RedisServer};
 
-/// Whether `pid` is a live process. A zombie counts as dead: the harness reaps its own
-/// children, but an orphan killed by the kernel is reaped by whoever adopted it, maybe later.
-fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name: "pid (comm) S ...".
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
-        Err(_) => false,
-    }
-}
+use testkit::procs::alive as pid_alive;
 
 #[test]
 fn an_acknowledged_write_survives_kill_9_and_restart() {

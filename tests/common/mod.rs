@@ -253,24 +253,7 @@ impl Platform {
 
     /// Live Qdrant processes of a cluster (found by their storage path).
     pub fn node_processes(&self, id: &str) -> Vec<u32> {
-        let needle = format!(
-            "QDRANT__STORAGE__STORAGE_PATH={}",
-            self.data.path().join("nodes").join(id).display()
-        );
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                let live = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                    s.rsplit_once(") ")
-                        .is_some_and(|(_, r)| !r.starts_with('Z'))
-                });
-                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-                live && env
-                    .split(|b| *b == 0)
-                    .any(|v| v.starts_with(needle.as_bytes()))
-            })
-            .collect()
+        testkit::procs::qdrant_nodes_under(&self.data.path().join("nodes").join(id))
     }
 
     /// Kills the nodes left behind (they outlive Nebula by design).

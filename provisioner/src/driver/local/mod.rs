@@ -226,6 +226,8 @@ impl LocalDriver {
         states: &[NodeState],
     ) -> Result<(), DriverError> {
         let deadline = Instant::now() + self.ready_timeout;
+        // Nodes usually come up within tens of milliseconds: look often at first, then less.
+        let mut pause = Duration::from_millis(10);
         loop {
             let mut waiting = Vec::new();
             for s in states {
@@ -253,7 +255,8 @@ impl LocalDriver {
                     logs.join("; ")
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 
