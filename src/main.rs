@@ -1,6 +1,7 @@
 //! `lyra`: the one binary. It only parses the command line and calls into the crates.
 //!
-//! Today: `orion` (the control API), `nebula` (the worker) and `platform-key`; later issues add `dev`,
+//! Today: `orion` (the control API), `nebula` (the worker), `certs` and `platform-key`; later
+//! issues add `dev`,
 //! `gatekeeper`, `certs` and the client subcommands.
 
 use std::io::Write;
@@ -30,6 +31,8 @@ enum Commands {
     ///
     /// Example: `LYRA_MASTER_KEY=... QDRANT_BIN=/usr/local/bin/qdrant lyra nebula`
     Nebula(provisioner::NebulaConfig),
+    /// The platform CA and the regions' wildcard certificates.
+    Certs(certs::cli::CertsArgs),
     /// The platform key that seals every stored secret (cluster secrets, certificate keys).
     #[command(subcommand)]
     PlatformKey(PlatformKeyCommand),
@@ -56,6 +59,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Orion(config) => serve(|shutdown| control::run(config, shutdown)),
         Commands::Nebula(config) => serve(|shutdown| provisioner::run(config, shutdown)),
+        Commands::Certs(args) => tokio::runtime::Runtime::new()
+            .map_err(|e| format!("cannot start: {e}"))
+            .and_then(|rt| rt.block_on(certs::cli::run(args))),
         Commands::PlatformKey(PlatformKeyCommand::New) => PlatformKey::generate()
             .map_err(|e| e.to_string())
             .map(|(_, encoded)| encoded.to_string()),

@@ -40,6 +40,12 @@ async fn a_cluster_from_account_to_deletion() {
     let viewer = orion.create_token(&account, "viewer").await;
     let region = orion.put_region("local", "dev", room_for(10)).await;
     assert_eq!(region["free"]["nodes"], 10);
+    // Registering a region gives it its wildcard certificate, key sealed.
+    let cert: String = redis::cmd("GET")
+        .arg(keyspace::certificate("local", "dev"))
+        .query(&mut orion.redis())
+        .unwrap();
+    assert!(cert.contains("*.dev.local.localhost") && !cert.contains("PRIVATE KEY"));
 
     // Create: 202, Location works, the command is on the stream.
     let r = orion

@@ -152,10 +152,47 @@ pub async fn put_region(
         }
         _ => return Err(StoreError::Reply(reply).into()),
     }
+    issue_certificate(&state, &id).await?;
     load(&state, &id.provider, &id.region)
         .await?
         .map(Json)
         .ok_or_else(Problem::internal)
+}
+
+/// Makes sure the region has a current wildcard certificate, so its endpoints serve TLS as
+/// soon as clusters exist in it (issued once, renewed when due; gateways load it from the
+/// announcement).
+async fn issue_certificate(state: &AppState, id: &RegionId) -> ApiResult<()> {
+    let mut conn = state.store.conn().await?;
+    let result = async {
+        let ca = certs::store::load_or_create_ca(&mut conn, &state.keyring).await?;
+        certs::store::ensure_region(
+            &mut conn,
+            &state.keyring,
+            &ca,
+            &id.provider,
+            &id.region,
+            &state.tld,
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok((cert, issued)) => {
+            if issued {
+                tracing::info!(region = %id, name = %cert.name, not_after = %cert.not_after, "issued region certificate");
+            }
+            Ok(())
+        }
+        Err(certs::CertError::Redis(e)) => {
+            tracing::warn!(error = %e, "redis unavailable while issuing a certificate");
+            Err(Problem::unavailable())
+        }
+        Err(e) => {
+            tracing::error!(region = %id, error = %e, "cannot issue the region's certificate");
+            Err(Problem::internal())
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/regions", tag = "regions",

@@ -1,0 +1,94 @@
+//! The CA and certificates in a real Redis: created once, keys sealed, issuance announced.
+
+use certs::store;
+use contract::event::{self, ChangeEvent, Notification};
+use contract::host::Tld;
+use contract::keyspace;
+use contract::seal::{Keyring, PlatformKey};
+use testkit::RedisServer;
+
+fn keyring() -> Keyring {
+    Keyring::new(
+        PlatformKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap(),
+        vec![],
+    )
+}
+
+#[tokio::test]
+async fn the_ca_is_created_once_and_kept_sealed() {
+    let redis = RedisServer::start().unwrap();
+    let mut conn = redis
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ring = keyring();
+    let first = store::load_or_create_ca(&mut conn, &ring).await.unwrap();
+    let second = store::load_or_create_ca(&mut conn, &ring).await.unwrap();
+    assert_eq!(first.cert_pem(), second.cert_pem());
+    let raw: String = redis::cmd("GET")
+        .arg(keyspace::ca())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(raw.contains("BEGIN CERTIFICATE"));
+    assert!(
+        !raw.contains("PRIVATE KEY"),
+        "the CA key must be stored sealed"
+    );
+    // Without the platform key it cannot be opened.
+    let other = Keyring::new(PlatformKey::generate().unwrap().0, vec![]);
+    assert!(store::load_ca(&mut conn, &other).await.is_err());
+}
+
+#[tokio::test]
+async fn a_region_certificate_is_issued_once_announced_and_reloaded() {
+    let redis = RedisServer::start().unwrap();
+    let client = redis.client().unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut sub = client.get_connection().unwrap();
+    let mut events = sub.as_pubsub();
+    events.subscribe(keyspace::EVENTS_CHANNEL).unwrap();
+    events
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg(keyspace::regions())
+        .arg("local:dev")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let ring = keyring();
+    let tld = Tld::new("localhost").unwrap();
+    let ca = store::load_or_create_ca(&mut conn, &ring).await.unwrap();
+    let (cert, issued) = store::ensure_region(&mut conn, &ring, &ca, "local", "dev", &tld)
+        .await
+        .unwrap();
+    assert!(issued);
+    assert_eq!(cert.name, "*.dev.local.localhost");
+    let message: String = events.get_message().unwrap().get_payload().unwrap();
+    match event::decode(message.as_bytes()).unwrap() {
+        Notification::Event(ChangeEvent::CertificateIssued {
+            provider, region, ..
+        }) => {
+            assert_eq!((provider.as_str(), region.as_str()), ("local", "dev"));
+        }
+        other => panic!("unexpected event {other:?}"),
+    }
+    let (again, issued) = store::ensure_region(&mut conn, &ring, &ca, "local", "dev", &tld)
+        .await
+        .unwrap();
+    assert!(!issued, "a fresh certificate is reused");
+    assert_eq!(again.chain_pem, cert.chain_pem);
+    let raw: String = redis::cmd("GET")
+        .arg(keyspace::certificate("local", "dev"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!raw.contains("PRIVATE KEY"));
+    let all = store::load_all(&mut conn, &ring).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert!(all[0].certified_key().is_ok());
+}
