@@ -1,7 +1,6 @@
 //! `lyra`: the one binary. It only parses the command line and calls into the crates.
 //!
-//! Today: `orion` (the control API), `nebula` (the worker), `certs` and `platform-key`; later
-//! issues add `dev`,
+//! Today: `orion`, `nebula`, `gatekeeper`, `certs` and `platform-key`; later issues add `dev`,
 //! `gatekeeper`, `certs` and the client subcommands.
 
 use std::io::Write;
@@ -31,6 +30,10 @@ enum Commands {
     ///
     /// Example: `LYRA_MASTER_KEY=... QDRANT_BIN=/usr/local/bin/qdrant lyra nebula`
     Nebula(provisioner::NebulaConfig),
+    /// Run GateKeeper, the gateway every client request crosses (TLS, keys, limits, proxying).
+    ///
+    /// Example: `LYRA_MASTER_KEY=... lyra gatekeeper --rest-listen 0.0.0.0:6333`
+    Gatekeeper(gateway::GatekeeperConfig),
     /// The platform CA and the regions' wildcard certificates.
     Certs(certs::cli::CertsArgs),
     /// The platform key that seals every stored secret (cluster secrets, certificate keys).
@@ -59,6 +62,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Orion(config) => serve(|shutdown| control::run(config, shutdown)),
         Commands::Nebula(config) => serve(|shutdown| provisioner::run(config, shutdown)),
+        Commands::Gatekeeper(config) => {
+            init_tracing();
+            // Pingora runs its own runtimes and handles SIGINT/SIGTERM itself.
+            gateway::run(config, None)
+                .map(|_| String::new())
+                .map_err(|e| e.to_string())
+        }
         Commands::Certs(args) => tokio::runtime::Runtime::new()
             .map_err(|e| format!("cannot start: {e}"))
             .and_then(|rt| rt.block_on(certs::cli::run(args))),

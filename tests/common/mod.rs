@@ -2,6 +2,8 @@
 //! with the stand-in Qdrant (a test double) as `QDRANT_BIN`.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod https;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -28,6 +30,15 @@ pub struct Platform {
     pub qdrant_bin: PathBuf,
     orion: Child,
     pub nebula: Option<Child>,
+    pub gatekeeper: Option<Gateway>,
+}
+
+/// A running `lyra gatekeeper`.
+pub struct Gateway {
+    pub rest: u16,
+    pub grpc: u16,
+    pub admin: u16,
+    child: Child,
 }
 
 pub fn lyra() -> Command {
@@ -62,6 +73,7 @@ impl Platform {
             qdrant_bin: standin_bin().unwrap(),
             orion,
             nebula: None,
+            gatekeeper: None,
         };
         platform
             .wait_until(
@@ -106,6 +118,53 @@ impl Platform {
             cmd.env(k, v);
         }
         self.nebula = Some(supervised::spawn(cmd).unwrap());
+    }
+
+    /// Starts `lyra gatekeeper` on free ports and waits until it has synced.
+    pub async fn start_gatekeeper(&mut self) -> (u16, u16) {
+        let (rest, grpc, admin) = (
+            free_port().unwrap(),
+            free_port().unwrap(),
+            free_port().unwrap(),
+        );
+        let mut cmd = lyra();
+        cmd.arg("gatekeeper")
+            .env("LYRA_REDIS_URL", self.redis.url())
+            .env("LYRA_MASTER_KEY", MASTER_KEY)
+            .env("LYRA_GATEKEEPER_REST", format!("127.0.0.1:{rest}"))
+            .env("LYRA_GATEKEEPER_GRPC", format!("127.0.0.1:{grpc}"))
+            .env("LYRA_GATEKEEPER_ADMIN", format!("127.0.0.1:{admin}"));
+        let child = supervised::spawn(cmd).unwrap();
+        self.gatekeeper = Some(Gateway {
+            rest,
+            grpc,
+            admin,
+            child,
+        });
+        let url = format!("http://127.0.0.1:{admin}/readyz");
+        let http = self.http.clone();
+        self.wait_until(
+            || {
+                let (http, url) = (http.clone(), url.clone());
+                async move { http.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+            },
+            "GateKeeper synced",
+        )
+        .await;
+        (rest, grpc)
+    }
+
+    /// The platform CA, as `lyra certs ca` prints it.
+    pub fn ca_pem(&self) -> String {
+        let out = lyra()
+            .arg("certs")
+            .arg("ca")
+            .env("LYRA_REDIS_URL", self.redis.url())
+            .env("LYRA_MASTER_KEY", MASTER_KEY)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
     }
 
     pub fn kill_nebula(&mut self) {
@@ -276,6 +335,9 @@ impl Platform {
 impl Drop for Platform {
     fn drop(&mut self) {
         self.kill_nebula();
+        if let Some(mut g) = self.gatekeeper.take() {
+            let _ = supervised::kill(&mut g.child);
+        }
         self.kill_all_nodes();
         let _ = supervised::kill(&mut self.orion);
     }

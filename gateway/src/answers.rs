@@ -1,0 +1,109 @@
+//! Every refusal GateKeeper makes, with its status, Qdrant-style JSON body on REST, and
+//! trailers-only gRPC status on the gRPC port. Bodies name no key and no secret, and every
+//! kind of bad credential gets the same answer, so refusals are no oracle.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No key, a malformed or forged key, an expired or revoked key, a key of another cluster.
+    Unauthenticated,
+    /// The key is genuine but its scope does not allow this request.
+    Forbidden(String),
+    /// The host is not a cluster endpoint this platform knows.
+    UnknownHost,
+    /// TLS SNI names another host than `Host` / `:authority`.
+    Misdirected,
+    /// The cluster exists but is not serving (creating, resizing from nothing, failed...).
+    NotReady,
+    /// Over a rate limit.
+    RateLimited { retry_after_secs: u64 },
+    /// Too many requests in flight for the cluster.
+    Overloaded,
+    /// No node of the cluster could be reached.
+    UpstreamDown,
+}
+
+/// The single message every credential failure shares.
+pub const UNAUTHENTICATED: &str = "Must provide a valid API key or an Authorization bearer token";
+
+impl Refusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::Unauthenticated => 401,
+            Refusal::Forbidden(_) => 403,
+            Refusal::UnknownHost => 404,
+            Refusal::Misdirected => 421,
+            Refusal::RateLimited { .. } => 429,
+            Refusal::NotReady | Refusal::Overloaded => 503,
+            Refusal::UpstreamDown => 502,
+        }
+    }
+
+    /// gRPC status: 16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED,
+    /// 5 NOT_FOUND, 14 UNAVAILABLE.
+    pub fn grpc_code(&self) -> u8 {
+        match self {
+            Refusal::Unauthenticated => 16,
+            Refusal::Forbidden(_) => 7,
+            Refusal::RateLimited { .. } | Refusal::Overloaded => 8,
+            Refusal::UnknownHost => 5,
+            Refusal::Misdirected | Refusal::NotReady | Refusal::UpstreamDown => 14,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Unauthenticated => UNAUTHENTICATED.to_owned(),
+            Refusal::Forbidden(m) => m.clone(),
+            Refusal::UnknownHost => "Not found: no cluster is served at this host".to_owned(),
+            Refusal::Misdirected => {
+                "Misdirected request: TLS server name and Host differ".to_owned()
+            }
+            Refusal::NotReady => {
+                "Service unavailable: the cluster is not ready; retry later".to_owned()
+            }
+            Refusal::RateLimited { .. } => "Too many requests: rate limit exceeded".to_owned(),
+            Refusal::Overloaded => "Service unavailable: too many requests in flight".to_owned(),
+            Refusal::UpstreamDown => "Bad gateway: no node of the cluster answered".to_owned(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Refusal::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Refusal::NotReady | Refusal::Overloaded => Some(2),
+            _ => None,
+        }
+    }
+
+    /// `{"status":{"error":"…"},"time":0}`, as Qdrant answers.
+    pub fn body(&self) -> Bytes {
+        let body = serde_json::json!({"status": {"error": self.message()}, "time": 0.0});
+        Bytes::from(body.to_string())
+    }
+
+    /// Writes the refusal to the client: JSON on REST, trailers-only on gRPC.
+    pub async fn send(&self, session: &mut Session, grpc: bool) -> pingora::Result<()> {
+        if grpc {
+            let mut header = ResponseHeader::build(200, Some(3))?;
+            header.insert_header("content-type", "application/grpc")?;
+            header.insert_header("grpc-status", self.grpc_code().to_string())?;
+            header.insert_header("grpc-message", self.message())?;
+            return session.write_response_header(Box::new(header), true).await;
+        }
+        let body = self.body();
+        let mut header = ResponseHeader::build(self.status(), Some(4))?;
+        header.insert_header("content-type", "application/json")?;
+        header.insert_header("content-length", body.len().to_string())?;
+        if let Some(secs) = self.retry_after() {
+            header.insert_header("retry-after", secs.to_string())?;
+        }
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body), true).await
+    }
+}

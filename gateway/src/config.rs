@@ -1,0 +1,84 @@
+//! GateKeeper's configuration: command-line flags, each with an environment fallback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct GatekeeperConfig {
+    /// Redis holding routes, revocations and certificates.
+    #[arg(
+        long,
+        env = "LYRA_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis_url: String,
+
+    /// The platform key that opens the routes' sealed credentials (32 bytes, base64).
+    #[arg(long, env = "LYRA_MASTER_KEY", hide_env_values = true)]
+    pub master_key: String,
+
+    /// Earlier platform keys, still accepted (comma-separated).
+    #[arg(
+        long,
+        env = "LYRA_MASTER_KEY_PREVIOUS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub previous_master_keys: Vec<String>,
+
+    /// Domain under which cluster endpoints live.
+    #[arg(long, env = "LYRA_TLD", default_value = "localhost")]
+    pub tld: String,
+
+    /// REST listener (TLS; ALPN h2 and http/1.1).
+    #[arg(long, env = "LYRA_GATEKEEPER_REST", default_value = "127.0.0.1:6333")]
+    pub rest_listen: SocketAddr,
+
+    /// gRPC listener (TLS; ALPN h2).
+    #[arg(long, env = "LYRA_GATEKEEPER_GRPC", default_value = "127.0.0.1:6334")]
+    pub grpc_listen: SocketAddr,
+
+    /// Plain-HTTP REST listener for development (no TLS: no SNI check). Off unless set.
+    #[arg(long, env = "LYRA_GATEKEEPER_PLAIN")]
+    pub plain_listen: Option<SocketAddr>,
+
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`.
+    #[arg(long, env = "LYRA_GATEKEEPER_ADMIN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// Worker threads per listener.
+    #[arg(long, env = "LYRA_GATEKEEPER_THREADS", default_value_t = 1)]
+    pub threads: usize,
+
+    /// Default sustained requests per second per API key (a route may set its own).
+    #[arg(long, env = "LYRA_KEY_RPS", default_value_t = 1000)]
+    pub key_rps: u32,
+
+    /// Default burst per API key.
+    #[arg(long, env = "LYRA_KEY_BURST", default_value_t = 2000)]
+    pub key_burst: u32,
+
+    /// Default sustained requests per second per cluster.
+    #[arg(long, env = "LYRA_CLUSTER_RPS", default_value_t = 20_000)]
+    pub cluster_rps: u32,
+
+    /// Default burst per cluster.
+    #[arg(long, env = "LYRA_CLUSTER_BURST", default_value_t = 40_000)]
+    pub cluster_burst: u32,
+
+    /// Default cap on requests in flight per cluster.
+    #[arg(long, env = "LYRA_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: u32,
+
+    /// Full resync from Redis this often (seconds), on top of every reconnect.
+    #[arg(long, env = "LYRA_RESYNC_SECS", default_value_t = 60)]
+    pub resync_secs: u64,
+}
+
+impl GatekeeperConfig {
+    pub fn resync_every(&self) -> Duration {
+        Duration::from_secs(self.resync_secs.max(1))
+    }
+}

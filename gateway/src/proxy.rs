@@ -1,0 +1,311 @@
+//! The proxy: one `ProxyHttp` whose hooks each do one job.
+//!
+//! - `request_filter` admits or refuses: host → route → phase → key → scope. Nothing reaches
+//!   a cluster before it has passed.
+//! - `upstream_peer` picks a node, round-robin; a node that refuses the connection makes the
+//!   request move to the next one (`fail_to_connect`: nothing was sent, so any method is safe).
+//! - `upstream_request_filter` swaps the client's credential for the cluster's own.
+//! - `fail_to_proxy` answers upstream failures in Qdrant's JSON shape; `logging` counts.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use contract::host::EndpointHost;
+use contract::keyscheme::KeyAccess;
+use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, Result};
+
+use crate::answers::Refusal;
+use crate::credential::presented;
+use crate::route_table::Route;
+use crate::scope;
+use crate::state::GatewayState;
+use crate::tls;
+
+pub struct Gatekeeper {
+    pub state: Arc<GatewayState>,
+    /// This listener serves gRPC (h2) rather than REST.
+    pub grpc: bool,
+}
+
+/// What one request carries between hooks.
+pub struct Ctx {
+    route: Option<Arc<Route>>,
+    /// The header GateKeeper sends upstream in place of the client's credential.
+    upstream: Option<(&'static str, String)>,
+    tries: usize,
+    started: Instant,
+    /// Held while the request is in flight; given back on drop.
+    in_flight: Option<crate::limits::InFlight>,
+}
+
+fn host_of(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// Headers that belong to one hop, or carry the client's credential: never forwarded.
+const STRIPPED: &[&str] = &[
+    "api-key",
+    "authorization",
+    "proxy-authorization",
+    "proxy-connection",
+    "keep-alive",
+    "upgrade",
+];
+
+impl Gatekeeper {
+    fn listener(&self) -> &'static str {
+        if self.grpc { "grpc" } else { "rest" }
+    }
+
+    async fn admit(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<(), Refusal> {
+        let s = &self.state;
+        let req = session.req_header();
+        let host = host_of(req).ok_or(Refusal::UnknownHost)?;
+        let endpoint = EndpointHost::parse(host, &s.tld).map_err(|_| Refusal::UnknownHost)?;
+        // Over TLS, the name the client asked the handshake for must be this host.
+        let sni_mismatch = tls::sni(session)
+            .is_some_and(|sni| EndpointHost::parse(sni, &s.tld).ok().as_ref() != Some(&endpoint));
+        if sni_mismatch {
+            return Err(Refusal::Misdirected);
+        }
+        let route = match s.routes.get(&endpoint.cluster_id) {
+            Some(r) => {
+                s.metrics.route_cache.with_label_values(&["hit"]).inc();
+                r
+            }
+            None => self
+                .look_up(endpoint.cluster_id)
+                .await
+                .ok_or(Refusal::UnknownHost)?,
+        };
+        if !route
+            .record
+            .host
+            .eq_ignore_ascii_case(&endpoint.to_string())
+        {
+            return Err(Refusal::UnknownHost);
+        }
+        if !route.record.phase.serves_traffic() {
+            return Err(Refusal::NotReady);
+        }
+        let fail = |reason: &str| {
+            s.metrics.auth_failures.with_label_values(&[reason]).inc();
+            Refusal::Unauthenticated
+        };
+        let key = presented(req).ok_or_else(|| fail("missing"))?;
+        let claims = route
+            .signer
+            .verify(key, route.record.cluster_id, jiff::Timestamp::now())
+            .map_err(|r| fail(r.as_str()))?;
+        if s.revoked.is_revoked(&claims.key_id) {
+            return Err(fail("revoked"));
+        }
+        let upstream = match claims.access {
+            KeyAccess::Manage => ("api-key", route.read_write.expose().to_owned()),
+            KeyAccess::ReadOnly => ("api-key", route.read_only.expose().to_owned()),
+            KeyAccess::Collections => {
+                let rules = s
+                    .rules
+                    .get(&s.redis, route.record.cluster_id, claims.key_id)
+                    .await
+                    .ok_or_else(|| fail("no_rules"))?;
+                if !self.grpc {
+                    scope::allows(
+                        claims.access,
+                        &rules,
+                        scope::need(&req.method, req.uri.path()),
+                    )
+                    .map_err(Refusal::Forbidden)?;
+                }
+                let jwt = s
+                    .jwt
+                    .token(claims.key_id, &route, &rules)
+                    .ok_or_else(|| fail("jwt"))?;
+                ("authorization", format!("Bearer {jwt}"))
+            }
+        };
+        if !self.grpc && claims.access == KeyAccess::ReadOnly {
+            scope::allows(claims.access, &[], scope::need(&req.method, req.uri.path()))
+                .map_err(Refusal::Forbidden)?;
+        }
+        let limited = |secs: u64| {
+            s.metrics.rate_limited.inc();
+            Refusal::RateLimited {
+                retry_after_secs: secs.max(1),
+            }
+        };
+        s.key_limits
+            .check(claims.key_id, route.limits.effective.key)
+            .map_err(limited)?;
+        route.limits.check_rate().map_err(limited)?;
+        ctx.in_flight = Some(route.limits.enter().ok_or_else(|| {
+            s.metrics.rate_limited.inc();
+            Refusal::Overloaded
+        })?);
+        ctx.upstream = Some(upstream);
+        ctx.route = Some(route);
+        Ok(())
+    }
+
+    /// A host not in the table: asked of Redis once, then remembered as missing for a while,
+    /// so random hosts cost one lookup each and cannot flood Redis.
+    async fn look_up(&self, id: contract::ids::ClusterId) -> Option<Arc<Route>> {
+        let s = &self.state;
+        if s.routes.known_missing(&id) {
+            s.metrics.route_cache.with_label_values(&["negative"]).inc();
+            return None;
+        }
+        s.metrics.route_cache.with_label_values(&["miss"]).inc();
+        let found = s
+            .redis
+            .hget(contract::keyspace::routes(), id.to_string())
+            .await
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str::<contract::route::RouteRecord>(&json).ok())
+            .and_then(|record| Route::from_record(record, &s.keyring, &s.config).ok());
+        match found {
+            Some(route) => {
+                s.routes.upsert(route);
+                s.routes.get(&id)
+            }
+            None => {
+                s.routes.mark_missing(id);
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gatekeeper {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            route: None,
+            upstream: None,
+            tries: 0,
+            started: Instant::now(),
+            in_flight: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        match self.admit(session, ctx).await {
+            Ok(()) => Ok(false),
+            Err(refusal) => {
+                refusal.send(session, self.grpc).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let route = ctx.route.as_ref().ok_or_else(|| {
+            Error::explain(pingora::ErrorType::InternalError, "no route admitted")
+        })?;
+        let skip = ctx.tries;
+        ctx.tries += 1;
+        let node = route
+            .nodes_from_next()
+            .nth(skip.min(route.record.nodes.len().saturating_sub(1)))
+            .ok_or_else(|| {
+                Error::explain(
+                    pingora::ErrorType::ConnectNoRoute,
+                    "the cluster has no nodes",
+                )
+            })?;
+        let addr = if self.grpc { &node.grpc } else { &node.rest };
+        let mut peer = HttpPeer::new(addr.as_str(), false, String::new());
+        if self.grpc {
+            // h2c to the node, many streams per connection.
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = 256;
+        }
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        for h in STRIPPED {
+            upstream.remove_header(*h);
+        }
+        if let Some((name, value)) = &ctx.upstream {
+            upstream.insert_header(*name, value.as_str())?;
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing reached the node: trying the next one is safe for any method.
+        let nodes = ctx
+            .route
+            .as_ref()
+            .map(|r| r.record.nodes.len())
+            .unwrap_or(0);
+        if ctx.tries < nodes {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+        let refusal = match e.esource() {
+            ErrorSource::Upstream => Some(Refusal::UpstreamDown),
+            _ => None,
+        };
+        let code = match refusal {
+            Some(r) => {
+                let _ = r.send(session, self.grpc).await;
+                r.status()
+            }
+            None => {
+                let _ = session.respond_error(500).await;
+                500
+            }
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        ctx.in_flight = None;
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "none",
+        };
+        let m = &self.state.metrics;
+        m.requests
+            .with_label_values(&[self.listener(), class])
+            .inc();
+        m.latency.observe(ctx.started.elapsed().as_secs_f64());
+    }
+}

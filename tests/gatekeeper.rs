@@ -1,0 +1,345 @@
+//! GateKeeper end to end: real binaries (Orion, Nebula, GateKeeper), real Redis, stand-in
+//! Qdrant nodes, real TLS with a client that trusts only the Lyra CA.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::Platform;
+use common::https::Https;
+use http_body_util::Full;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn tls_client(ca_pem: &str, port: u16) -> Https {
+    Https::new(
+        ca_pem,
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &["h2", "http/1.1"],
+    )
+}
+
+async fn call(
+    c: &Https,
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    host: Option<&str>,
+) -> (u16, String) {
+    let mut r = http::Request::builder().method(method).uri(url);
+    if let Some(k) = key {
+        r = r.header("api-key", k);
+    }
+    if let Some(h) = host {
+        r = r.header("host", h);
+    }
+    let body = if method == "PUT" || method == "POST" {
+        r = r.header("content-type", "application/json");
+        json!({"points": [{"id": 1, "vector": [0.1], "payload": {}}], "limit": 1}).to_string()
+    } else {
+        String::new()
+    };
+    let a = c
+        .send(r.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    (a.status, a.body)
+}
+
+async fn standin_requests(rest: &str) -> u64 {
+    let stats: Value = reqwest::get(format!("http://{rest}/__standin/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["requests"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_scopes_and_answers_through_the_gateway() {
+    let mut p = Platform::start().await;
+    let (account, admin) = p.tenant(10).await;
+    p.start_nebula(&[]);
+    // One node: stand-in nodes do not replicate collections to each other as Qdrant does.
+    let id = p.create_cluster(&admin, &account, 1).await;
+    p.wait_phase(&admin, &account, &id, "HEALTHY").await;
+    let (rest, _grpc) = p.start_gatekeeper().await;
+    let host = format!("{id}.dev.local.localhost");
+    let stranger = format!("{}.dev.local.localhost", contract::ids::ClusterId::new());
+    let client = tls_client(&p.ca_pem(), rest);
+    let base = format!("https://{host}:{rest}");
+
+    let keys = format!("/api/v1/accounts/{account}/clusters/{id}/api-keys");
+    let key = |name: &'static str, access: Value| {
+        let p = &p;
+        let keys = keys.clone();
+        let admin = admin.clone();
+        async move {
+            let (s, k) = p
+                .call(
+                    &admin,
+                    Method::POST,
+                    &keys,
+                    Some(json!({"name": name, "access": access})),
+                )
+                .await;
+            assert_eq!(s, 201, "{k}");
+            (
+                k["id"].as_str().unwrap().to_owned(),
+                k["key"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (_, manage) = key("manage", json!("manage")).await;
+    let (_, reader) = key("reader", json!("read-only")).await;
+    let (_, scoped) = key("scoped", json!([{"collection": "a", "access": "r"}])).await;
+
+    // A manage key does everything; the client's key is not Qdrant's, so a 200 proves the swap.
+    assert_eq!(
+        call(
+            &client,
+            "PUT",
+            &format!("{base}/collections/a"),
+            Some(&manage),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &client,
+            "PUT",
+            &format!("{base}/collections/b"),
+            Some(&manage),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (s, body) = call(
+        &client,
+        "GET",
+        &format!("{base}/collections"),
+        Some(&manage),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("\"a\"") && body.contains("\"b\""));
+
+    // Read-only: reads (POST searches included), no writes.
+    assert_eq!(
+        call(
+            &client,
+            "GET",
+            &format!("{base}/collections/a"),
+            Some(&reader),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &client,
+            "POST",
+            &format!("{base}/collections/a/points/search"),
+            Some(&reader),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (s, body) = call(
+        &client,
+        "PUT",
+        &format!("{base}/collections/c"),
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    assert!(body.contains("Global manage access is required"), "{body}");
+
+    // Collection-scoped: only its collections, read only; the upstream sees a JWT.
+    assert_eq!(
+        call(
+            &client,
+            "GET",
+            &format!("{base}/collections/a"),
+            Some(&scoped),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (s, body) = call(
+        &client,
+        "GET",
+        &format!("{base}/collections/b"),
+        Some(&scoped),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    assert!(
+        body.contains("Access to collection b is required"),
+        "{body}"
+    );
+    assert_eq!(
+        call(
+            &client,
+            "PUT",
+            &format!("{base}/collections/a/points"),
+            Some(&scoped),
+            None
+        )
+        .await
+        .0,
+        403
+    );
+
+    // No request without a valid key reaches the cluster, and all get the same answer.
+    let route_nodes: Vec<String> = {
+        let json: String = redis::cmd("HGET")
+            .arg(contract::keyspace::routes())
+            .arg(&id)
+            .query(&mut p.redis())
+            .unwrap();
+        let r: contract::route::RouteRecord = serde_json::from_str(&json).unwrap();
+        r.nodes.into_iter().map(|n| n.rest).collect()
+    };
+    let mut before = 0;
+    for n in &route_nodes {
+        before += standin_requests(n).await;
+    }
+    let other_cluster_key = {
+        let other = p.create_cluster(&admin, &account, 1).await;
+        p.wait_phase(&admin, &account, &other, "HEALTHY").await;
+        let (s, k) = p
+            .call(
+                &admin,
+                Method::POST,
+                &format!("/api/v1/accounts/{account}/clusters/{other}/api-keys"),
+                Some(json!({"name": "elsewhere", "access": "manage"})),
+            )
+            .await;
+        assert_eq!(s, 201);
+        k["key"].as_str().unwrap().to_owned()
+    };
+    let mut tampered = manage.clone();
+    tampered.replace_range(40..41, if &manage[40..41] == "A" { "B" } else { "A" });
+    let mut bodies = std::collections::HashSet::new();
+    for bad in [
+        None,
+        Some("garbage"),
+        Some(tampered.as_str()),
+        Some(other_cluster_key.as_str()),
+    ] {
+        let (s, body) = call(&client, "GET", &format!("{base}/collections"), bad, None).await;
+        assert_eq!(s, 401, "{bad:?}");
+        bodies.insert(body);
+    }
+    assert_eq!(
+        bodies.len(),
+        1,
+        "every bad credential gets the same answer: {bodies:?}"
+    );
+    let mut after = 0;
+    for n in &route_nodes {
+        after += standin_requests(n).await;
+    }
+    assert_eq!(after, before, "a refused request reached a node");
+
+    // Unknown host: 404. SNI of one cluster with the Host of another: 421.
+    let (s, _) = call(
+        &client,
+        "GET",
+        &format!("https://{stranger}:{rest}/collections"),
+        Some(&manage),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    // (HTTP/1.1, where Host is a header: on h2 a conflicting Host is malformed, 400.)
+    let http1 = Https::new(
+        &p.ca_pem(),
+        format!("127.0.0.1:{rest}").parse().unwrap(),
+        &["http/1.1"],
+    );
+    let (s, _) = call(
+        &http1,
+        "GET",
+        &format!("{base}/collections"),
+        Some(&manage),
+        Some(&stranger),
+    )
+    .await;
+    assert_eq!(s, 421);
+    let (s, _) = call(
+        &http1,
+        "GET",
+        &format!("{base}/collections"),
+        Some(&manage),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "HTTP/1.1 through TLS works too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_refused_and_a_new_key_works_at_once() {
+    let mut p = Platform::start().await;
+    let (account, admin) = p.tenant(10).await;
+    p.start_nebula(&[]);
+    let id = p.create_cluster(&admin, &account, 1).await;
+    p.wait_phase(&admin, &account, &id, "HEALTHY").await;
+    let (rest, _) = p.start_gatekeeper().await;
+    let host = format!("{id}.dev.local.localhost");
+    let client = tls_client(&p.ca_pem(), rest);
+    let url = format!("https://{host}:{rest}/collections");
+
+    let keys = format!("/api/v1/accounts/{account}/clusters/{id}/api-keys");
+    let (s, k) = p
+        .call(
+            &admin,
+            Method::POST,
+            &keys,
+            Some(json!({"name": "soon-gone", "access": "manage"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let key = k["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(&client, "GET", &url, Some(&key), None).await.0,
+        200,
+        "a new key works at once"
+    );
+
+    let (s, _) = p
+        .call(
+            &admin,
+            Method::DELETE,
+            &format!("{keys}/{}", k["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let mut refused = false;
+    for _ in 0..100 {
+        if call(&client, "GET", &url, Some(&key), None).await.0 == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "a revoked key was still accepted after 5 s");
+}
