@@ -343,3 +343,163 @@ async fn a_revoked_key_is_refused_and_a_new_key_works_at_once() {
     }
     assert!(refused, "a revoked key was still accepted after 5 s");
 }
+
+/// A cluster with one node behind a gateway started with `env`, and a manage key.
+async fn one_node_behind_a_gateway(
+    p: &mut Platform,
+    env: &[(&str, &str)],
+) -> (String, String, String, u16, u16) {
+    let (account, admin) = p.tenant(10).await;
+    p.start_nebula(&[]);
+    let id = p.create_cluster(&admin, &account, 1).await;
+    p.wait_phase(&admin, &account, &id, "HEALTHY").await;
+    let (rest, grpc) = p.start_gatekeeper_with(env).await;
+    let keys = format!("/api/v1/accounts/{account}/clusters/{id}/api-keys");
+    let (s, k) = p
+        .call(
+            &admin,
+            Method::POST,
+            &keys,
+            Some(json!({"name": "app", "access": "manage"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    (
+        account,
+        id,
+        k["key"].as_str().unwrap().to_owned(),
+        rest,
+        grpc,
+    )
+}
+
+fn grpc_frame(message: &[u8]) -> Bytes {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(message);
+    Bytes::from(frame)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_tls_reaches_the_node_and_refusals_are_grpc_statuses() {
+    let mut p = Platform::start().await;
+    let (_, id, key, _, grpc) = one_node_behind_a_gateway(&mut p, &[]).await;
+    let client = Https::new(
+        &p.ca_pem(),
+        format!("127.0.0.1:{grpc}").parse().unwrap(),
+        &["h2"],
+    );
+    let url = format!("https://{id}.dev.local.localhost:{grpc}/qdrant.Points/Search");
+    let request = |key: Option<&str>| {
+        let mut r = http::Request::post(&url)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if let Some(k) = key {
+            r = r.header("api-key", k);
+        }
+        r.body(Full::new(grpc_frame(b"\x0a\x01a"))).unwrap()
+    };
+    let ok = client.send(request(Some(&key))).await.unwrap();
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.body.as_bytes(),
+        &grpc_frame(b"\x0a\x01a")[..],
+        "the node echoed the call"
+    );
+    for bad in [None, Some("not-a-key")] {
+        let refused = client.send(request(bad)).await.unwrap();
+        assert_eq!(
+            refused.status, 200,
+            "gRPC refusals are HTTP 200 with a status"
+        );
+        assert_eq!(
+            refused.headers["grpc-status"], "16",
+            "UNAUTHENTICATED, trailers-only"
+        );
+        assert!(refused.body.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_rate_limit_is_429_with_retry_after() {
+    let mut p = Platform::start().await;
+    let (_, id, key, rest, _) =
+        one_node_behind_a_gateway(&mut p, &[("LYRA_KEY_RPS", "1"), ("LYRA_KEY_BURST", "2")]).await;
+    let client = tls_client(&p.ca_pem(), rest);
+    let url = format!("https://{id}.dev.local.localhost:{rest}/collections");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let mut r = http::Request::get(&url).header("api-key", &key);
+        r = r.header("accept", "application/json");
+        let a = client
+            .send(r.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        if a.status == 429 {
+            assert!(a.headers.contains_key("retry-after"));
+            assert!(a.body.contains("rate limit"));
+        }
+        statuses.push(a.status);
+    }
+    assert_eq!(&statuses[..2], [200, 200], "the burst is allowed");
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gone_the_gateway_keeps_serving_and_catches_up_after() {
+    let mut p = Platform::start().await;
+    let (account, id, key, rest, _) =
+        one_node_behind_a_gateway(&mut p, &[("LYRA_RESYNC_SECS", "1")]).await;
+    let client = tls_client(&p.ca_pem(), rest);
+    let url = format!("https://{id}.dev.local.localhost:{rest}/collections");
+    let keys = format!("/api/v1/accounts/{account}/clusters/{id}/api-keys");
+    let (_, listed) = p.call(common::OPERATOR, Method::GET, &keys, None).await;
+    let key_id = listed[0]["id"].as_str().unwrap().to_owned();
+    p.kill_nebula();
+    p.redis.kill().unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            call(&client, "GET", &url, Some(&key), None).await.0,
+            200,
+            "last known good state"
+        );
+    }
+    p.redis.restart().unwrap();
+    // A revocation written while the gateway was away, never published: only a resync
+    // can bring it.
+    let _: () = redis::cmd("ZADD")
+        .arg(contract::keyspace::revoked_keys())
+        .arg("+inf")
+        .arg(&key_id)
+        .query(&mut p.redis())
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        if call(&client, "GET", &url, Some(&key), None).await.0 == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the gateway never resynced after Redis came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_node_answering_is_a_502_in_qdrants_shape() {
+    let mut p = Platform::start().await;
+    let (_, id, key, rest, _) = one_node_behind_a_gateway(&mut p, &[]).await;
+    p.kill_nebula(); // nobody restarts the node now
+    p.kill_all_nodes();
+    let client = tls_client(&p.ca_pem(), rest);
+    let (s, body) = call(
+        &client,
+        "GET",
+        &format!("https://{id}.dev.local.localhost:{rest}/collections"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(s, 502, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["status"]["error"].as_str().unwrap().contains("no node"));
+}

@@ -122,6 +122,11 @@ impl Platform {
 
     /// Starts `lyra gatekeeper` on free ports and waits until it has synced.
     pub async fn start_gatekeeper(&mut self) -> (u16, u16) {
+        self.start_gatekeeper_with(&[]).await
+    }
+
+    /// Like [`Platform::start_gatekeeper`], with extra environment (limits, resync period).
+    pub async fn start_gatekeeper_with(&mut self, env: &[(&str, &str)]) -> (u16, u16) {
         let (rest, grpc, admin) = (
             free_port().unwrap(),
             free_port().unwrap(),
@@ -134,6 +139,9 @@ impl Platform {
             .env("LYRA_GATEKEEPER_REST", format!("127.0.0.1:{rest}"))
             .env("LYRA_GATEKEEPER_GRPC", format!("127.0.0.1:{grpc}"))
             .env("LYRA_GATEKEEPER_ADMIN", format!("127.0.0.1:{admin}"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = supervised::spawn(cmd).unwrap();
         self.gatekeeper = Some(Gateway {
             rest,
