@@ -503,3 +503,35 @@ async fn no_node_answering_is_a_502_in_qdrants_shape() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert!(v["status"]["error"].as_str().unwrap().contains("no node"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_reaches_orion_within_seconds() {
+    let mut p = Platform::start().await;
+    let (account, id, key, rest, _) = one_node_behind_a_gateway(&mut p, &[]).await;
+    let client = tls_client(&p.ca_pem(), rest);
+    for _ in 0..7 {
+        assert_eq!(
+            call(
+                &client,
+                "GET",
+                &format!("https://{id}.dev.local.localhost:{rest}/collections"),
+                Some(&key),
+                None
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    let path = format!("/api/v1/accounts/{account}/clusters/{id}/usage");
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        seen = p.call(common::OPERATOR, Method::GET, &path, None).await.1;
+        if seen["counters"]["requests"] == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["counters"]["requests"], 7, "{seen}");
+    assert!(seen["counters"]["bytes_out"].as_u64().unwrap() > 0);
+}

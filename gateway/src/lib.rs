@@ -13,6 +13,7 @@
 //! | `proxy` | the `ProxyHttp` hooks |
 //! | `tls` | SNI-selected certificates and the SNI/Host check |
 //! | `sync` | snapshot + pub/sub + resync |
+//! | `usage` | per-cluster request and byte counters, flushed to Redis |
 //! | `admin`, `metrics` | `/metrics`, `/healthz`, `/readyz` |
 
 pub mod config;
@@ -31,6 +32,7 @@ mod scope;
 mod state;
 mod sync;
 mod tls;
+mod usage;
 
 use std::sync::Arc;
 
@@ -120,6 +122,12 @@ pub fn run(
     server.add_service(background_service(
         "sync",
         sync::SyncService::new(state.clone(), client),
+    ));
+    server.add_service(background_service(
+        "usage",
+        usage::UsageFlush {
+            state: state.clone(),
+        },
     ));
     server.add_service(background_service(
         "admin",

@@ -290,6 +290,13 @@ impl ProxyHttp for Gatekeeper {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         ctx.in_flight = None;
+        if let Some(route) = &ctx.route {
+            let bytes_in = session.body_bytes_read() as u64;
+            let bytes_out = session.body_bytes_sent() as u64;
+            self.state
+                .usage
+                .record(route.record.cluster_id, bytes_in, bytes_out);
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
