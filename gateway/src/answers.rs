@@ -8,6 +8,8 @@ use pingora::proxy::Session;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// The request's framing is ambiguous or broken (a smuggling attempt, or a bad client).
+    BadRequest,
     /// No key, a malformed or forged key, an expired or revoked key, a key of another cluster.
     Unauthenticated,
     /// The key is genuine but its scope does not allow this request.
@@ -32,6 +34,7 @@ pub const UNAUTHENTICATED: &str = "Must provide a valid API key or an Authorizat
 impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
+            Refusal::BadRequest => 400,
             Refusal::Unauthenticated => 401,
             Refusal::Forbidden(_) => 403,
             Refusal::UnknownHost => 404,
@@ -46,6 +49,7 @@ impl Refusal {
     /// 5 NOT_FOUND, 14 UNAVAILABLE.
     pub fn grpc_code(&self) -> u8 {
         match self {
+            Refusal::BadRequest => 3,
             Refusal::Unauthenticated => 16,
             Refusal::Forbidden(_) => 7,
             Refusal::RateLimited { .. } | Refusal::Overloaded => 8,
@@ -56,6 +60,7 @@ impl Refusal {
 
     pub fn message(&self) -> String {
         match self {
+            Refusal::BadRequest => "Bad request: ambiguous or malformed message framing".to_owned(),
             Refusal::Unauthenticated => UNAUTHENTICATED.to_owned(),
             Refusal::Forbidden(m) => m.clone(),
             Refusal::UnknownHost => "Not found: no cluster is served at this host".to_owned(),

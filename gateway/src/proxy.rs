@@ -59,6 +59,48 @@ const STRIPPED: &[&str] = &[
     "upgrade",
 ];
 
+/// Whether the HTTP/1 request arrived with both Content-Length and Transfer-Encoding. Pingora
+/// follows RFC 9112 (Transfer-Encoding wins, Content-Length is dropped, the connection closes),
+/// so the parsed header no longer shows it: look at the bytes as they came.
+fn sent_both_lengths(session: &Session) -> bool {
+    let pingora::protocols::http::server::Session::H1(h1) = session.as_downstream() else {
+        return false;
+    };
+    let raw = h1.get_headers_raw_bytes();
+    let (mut lengths, mut encodings) = (0, 0);
+    for line in raw.split(|b| *b == b'\n') {
+        let name = line.split(|b| *b == b':').next().unwrap_or_default();
+        let name = name.trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            encodings += 1;
+        }
+    }
+    lengths > 0 && encodings > 0
+}
+
+/// A request whose body length could be read two ways: the shape of request smuggling.
+fn ambiguous_framing(req: &RequestHeader) -> bool {
+    let lengths = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .count();
+    let encodings: Vec<_> = req
+        .headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .collect();
+    lengths > 1
+        || (lengths == 1 && !encodings.is_empty())
+        || encodings.len() > 1
+        || encodings.first().is_some_and(|te| {
+            !te.to_str()
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"))
+        })
+}
+
 impl Gatekeeper {
     fn listener(&self) -> &'static str {
         if self.grpc { "grpc" } else { "rest" }
@@ -67,6 +109,9 @@ impl Gatekeeper {
     async fn admit(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<(), Refusal> {
         let s = &self.state;
         let req = session.req_header();
+        if ambiguous_framing(req) || sent_both_lengths(session) {
+            return Err(Refusal::BadRequest);
+        }
         let host = host_of(req).ok_or(Refusal::UnknownHost)?;
         let endpoint = EndpointHost::parse(host, &s.tld).map_err(|_| Refusal::UnknownHost)?;
         // Over TLS, the name the client asked the handshake for must be this host.
@@ -270,6 +315,8 @@ impl ProxyHttp for Gatekeeper {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
         let refusal = match e.esource() {
             ErrorSource::Upstream => Some(Refusal::UpstreamDown),
+            // The client sent something unreadable (bad chunking, a broken body).
+            ErrorSource::Downstream => Some(Refusal::BadRequest),
             _ => None,
         };
         let code = match refusal {
