@@ -627,3 +627,56 @@ async fn request_smuggling_probes_are_refused() {
     );
     assert_eq!(raw_exchange(&ca, rest, &host, fine.as_bytes()).await, [200]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_being_deleted_is_a_503_with_retry_after_and_metrics_tell_no_secret() {
+    let mut p = Platform::start().await;
+    let (account, id, key, rest, _) = one_node_behind_a_gateway(&mut p, &[]).await;
+    let client = tls_client(&p.ca_pem(), rest);
+    let url = format!("https://{id}.dev.local.localhost:{rest}/collections");
+    assert_eq!(call(&client, "GET", &url, Some(&key), None).await.0, 200);
+    p.kill_nebula(); // the deletion stays in progress
+    let (s, _) = p
+        .call(
+            common::OPERATOR,
+            Method::DELETE,
+            &format!("/api/v1/accounts/{account}/clusters/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 202);
+    let mut answered = (0, String::new());
+    for _ in 0..50 {
+        let mut r = http::Request::get(&url).header("api-key", &key);
+        r = r.header("accept", "application/json");
+        let a = client
+            .send(r.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        if a.status == 503 {
+            assert_eq!(a.headers["retry-after"], "2");
+            answered = (a.status, a.body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answered.0, 503, "a cluster being deleted was still served");
+    assert!(answered.1.contains("not ready"));
+
+    let admin = p.gatekeeper.as_ref().unwrap().admin;
+    let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatekeeper_requests_total{class=\"2xx\",listener=\"rest\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gatekeeper_routes_known"));
+    assert!(
+        !metrics.contains(&key) && !metrics.contains(&id),
+        "metrics named a key or a cluster"
+    );
+}

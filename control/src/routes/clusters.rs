@@ -442,28 +442,25 @@ pub async fn delete_cluster(
         now,
     );
     let command_json = command.to_json().map_err(StoreError::from)?;
-    let keys = (
-        keyspace::cluster(current.id),
-        keyspace::region_waiting(&current.cloud_provider, &current.cloud_region),
-        keyspace::command_stream(),
-        keyspace::cluster_queued_command(current.id),
-    );
-    let id = current.id.to_string();
+    let mut invocation = lua::DELETE_CLUSTER.prepare_invoke();
+    invocation
+        .key(keyspace::cluster(current.id))
+        .key(keyspace::region_waiting(
+            &current.cloud_provider,
+            &current.cloud_region,
+        ))
+        .key(keyspace::command_stream())
+        .key(keyspace::cluster_queued_command(current.id))
+        .key(keyspace::routes())
+        .key(keyspace::config_version())
+        .arg(keyspace::PREFIX)
+        .arg(now.to_string())
+        .arg(current.id.to_string())
+        .arg(command_json)
+        .arg(keyspace::EVENTS_CHANNEL);
     let reply: Vec<String> = state
         .store
-        .run(|mut c| async move {
-            lua::DELETE_CLUSTER
-                .key(keys.0)
-                .key(keys.1)
-                .key(keys.2)
-                .key(keys.3)
-                .arg(keyspace::PREFIX)
-                .arg(now.to_string())
-                .arg(id)
-                .arg(command_json)
-                .invoke_async(&mut c)
-                .await
-        })
+        .run(|mut c| async move { invocation.invoke_async(&mut c).await })
         .await?;
     match (reply_status(&reply), current.phase.as_str()) {
         ("NOT_FOUND", _) => return Err(Problem::not_found("cluster")),
