@@ -680,3 +680,133 @@ async fn a_cluster_being_deleted_is_a_503_with_retry_after_and_metrics_tell_no_s
         "metrics named a key or a cluster"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grpc_refusal_is_its_status_code() {
+    let mut p = Platform::start().await;
+    let (account, id, key, _, grpc) =
+        one_node_behind_a_gateway(&mut p, &[("LYRA_KEY_RPS", "1"), ("LYRA_KEY_BURST", "3")]).await;
+    let keys = format!("/api/v1/accounts/{account}/clusters/{id}/api-keys");
+    let (_, ro) = p
+        .call(
+            common::OPERATOR,
+            Method::POST,
+            &keys,
+            Some(json!({"name": "ro", "access": "read-only"})),
+        )
+        .await;
+    let reader = ro["key"].as_str().unwrap().to_owned();
+    let client = Https::new(
+        &p.ca_pem(),
+        format!("127.0.0.1:{grpc}").parse().unwrap(),
+        &["h2"],
+    );
+    let status = |host: String, method: &'static str, key: String| {
+        let client = &client;
+        async move {
+            let r = http::Request::post(format!("https://{host}:{grpc}/qdrant.Points/{method}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .header("api-key", key)
+                .body(Full::new(grpc_frame(b"\x0a\x01a")))
+                .unwrap();
+            let a = client.send(r).await.unwrap();
+            assert_eq!(a.status, 200);
+            a.headers
+                .get("grpc-status")
+                .map(|v| v.to_str().unwrap().to_owned())
+        }
+    };
+    let host = format!("{id}.dev.local.localhost");
+    let nowhere = format!("{}.dev.local.localhost", contract::ids::ClusterId::new());
+    assert_eq!(
+        status(nowhere, "Search", key.clone()).await.as_deref(),
+        Some("5"),
+        "NOT_FOUND"
+    );
+    // A read-only key writing: the node refuses with its own trailers-only 7.
+    assert_eq!(
+        status(host.clone(), "Upsert", reader.clone())
+            .await
+            .as_deref(),
+        Some("7"),
+        "PERMISSION_DENIED"
+    );
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(status(host.clone(), "Search", key.clone()).await);
+    }
+    assert!(
+        codes.contains(&Some("8".to_owned())),
+        "RESOURCE_EXHAUSTED after the burst: {codes:?}"
+    );
+    p.kill_nebula();
+    let (s, _) = p
+        .call(
+            common::OPERATOR,
+            Method::DELETE,
+            &format!("/api/v1/accounts/{account}/clusters/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 202);
+    let mut unavailable = false;
+    for _ in 0..50 {
+        if status(host.clone(), "Search", reader.clone())
+            .await
+            .as_deref()
+            == Some("14")
+        {
+            unavailable = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(unavailable, "UNAVAILABLE for a cluster being deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_regions_certificate_is_served_by_a_running_gateway() {
+    let mut p = Platform::start().await;
+    let (_, _, _, rest, _) = one_node_behind_a_gateway(&mut p, &[]).await;
+    let client = tls_client(&p.ca_pem(), rest);
+    let url = format!(
+        "https://{}.new.local.localhost:{rest}/collections",
+        contract::ids::ClusterId::new()
+    );
+    let before = client
+        .send(
+            http::Request::get(&url)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    assert!(
+        before.is_err(),
+        "no certificate is served for a region that does not exist yet"
+    );
+    let (s, _) = p
+        .call(common::OPERATOR, Method::PUT, "/api/v1/regions/local/new", Some(json!({"driver": "local", "capacity": {"nodes": 1, "cpu": 1000, "memory": 1024, "disk": 10}})))
+        .await;
+    assert_eq!(s, 200);
+    let mut served = None;
+    for _ in 0..50 {
+        if let Ok(a) = client
+            .send(
+                http::Request::get(&url)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+        {
+            served = Some(a.status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        served,
+        Some(404),
+        "the handshake now succeeds (and the unknown cluster is a 404)"
+    );
+}

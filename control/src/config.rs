@@ -44,12 +44,20 @@ pub struct OrionConfig {
     #[arg(long, env = "LYRA_TLD", default_value = "localhost")]
     pub tld: String,
 
+    /// How often regional certificates are checked and renewed when due (seconds).
+    #[arg(long, env = "LYRA_CERT_RENEW_SECS", default_value_t = 3600)]
+    pub cert_renew_secs: u64,
+
     /// How long one Redis call may take before Orion answers 503 (milliseconds).
     #[arg(long, env = "LYRA_REDIS_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,
 }
 
 impl OrionConfig {
+    pub fn cert_renew_every(&self) -> Duration {
+        Duration::from_secs(self.cert_renew_secs.max(1))
+    }
+
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
     }

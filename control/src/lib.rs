@@ -13,6 +13,7 @@
 //! | `idempotency` | `Idempotency-Key` replay and conflict |
 //! | `audit` | the per-account audit log |
 //! | `metrics` | Prometheus |
+//! | `renewal` | renewing regional certificates before they expire |
 //! | `routes` | one file per resource, with its OpenAPI annotations |
 
 pub mod config;
@@ -24,6 +25,7 @@ mod idempotency;
 mod json;
 mod metrics;
 mod problem;
+mod renewal;
 mod request_id;
 mod routes;
 mod store;
@@ -73,6 +75,7 @@ pub enum OrionError {
 
 pub struct Inner {
     store: Store,
+    cert_renew_every: std::time::Duration,
     keyring: Keyring,
     tld: Tld,
     operator_digest: [u8; 32],
@@ -106,6 +109,7 @@ impl AppState {
             .map_err(|e| OrionError::Config(format!("LYRA_REDIS_URL: {e}")))?;
         Ok(Self(Arc::new(Inner {
             store,
+            cert_renew_every: config.cert_renew_every(),
             keyring,
             tld,
             operator_digest: Sha256::digest(config.operator_token.as_bytes()).into(),
@@ -173,10 +177,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OrionError> {
-    axum::serve(listener, router(state))
+    let renewing = tokio::spawn(renewal::run(state.clone(), state.cert_renew_every));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(OrionError::Serve)
+        .map_err(OrionError::Serve);
+    renewing.abort();
+    served
 }
 
 /// Binds the configured address and serves until `shutdown`.

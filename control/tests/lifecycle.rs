@@ -411,3 +411,41 @@ async fn a_pending_cluster_is_deleted_at_once_and_leaves_the_queue() {
         .unwrap();
     assert_eq!(c["phase"], "DELETED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_due_for_renewal_is_replaced_by_itself() {
+    let orion = Orion::start().await;
+    orion.put_region("local", "dev", room_for(1)).await;
+    let mut conn = orion
+        .redis
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ring = contract::seal::Keyring::from_config(common::MASTER_KEY, &[]).unwrap();
+    let mut cert = certs::store::load_region(&mut conn, &ring, "local", "dev")
+        .await
+        .unwrap()
+        .unwrap();
+    let old_chain = cert.chain_pem.clone();
+    // Pretend it is ten days from expiry.
+    cert.not_after = Timestamp::now() + jiff::SignedDuration::from_hours(240);
+    certs::store::save_region(&mut conn, &ring, &cert)
+        .await
+        .unwrap();
+    let mut renewed = false;
+    for _ in 0..50 {
+        let now = certs::store::load_region(&mut conn, &ring, "local", "dev")
+            .await
+            .unwrap()
+            .unwrap();
+        if now.chain_pem != old_chain {
+            assert!(!now.needs_renewal(Timestamp::now()));
+            renewed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(renewed, "Orion did not renew a certificate that was due");
+}

@@ -37,6 +37,8 @@ pub struct Ctx {
     /// The header GateKeeper sends upstream in place of the client's credential.
     upstream: Option<(&'static str, String)>,
     tries: usize,
+    /// The node of the current try.
+    node: Option<usize>,
     started: Instant,
     /// Held while the request is in flight; given back on drop.
     in_flight: Option<crate::limits::InFlight>,
@@ -208,24 +210,32 @@ impl Gatekeeper {
             return None;
         }
         s.metrics.route_cache.with_label_values(&["miss"]).inc();
-        let found = s
-            .redis
-            .hget(contract::keyspace::routes(), id.to_string())
+        // Concurrent misses for one host wait for one lookup.
+        s.routes
+            .lookups
+            .get_with(id, async {
+                let found = s
+                    .redis
+                    .hget(contract::keyspace::routes(), id.to_string())
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|json| {
+                        serde_json::from_str::<contract::route::RouteRecord>(&json).ok()
+                    })
+                    .and_then(|record| Route::from_record(record, &s.keyring, &s.config).ok());
+                match found {
+                    Some(route) => {
+                        s.routes.upsert(route);
+                        s.routes.get(&id)
+                    }
+                    None => {
+                        s.routes.mark_missing(id);
+                        None
+                    }
+                }
+            })
             .await
-            .ok()
-            .flatten()
-            .and_then(|json| serde_json::from_str::<contract::route::RouteRecord>(&json).ok())
-            .and_then(|record| Route::from_record(record, &s.keyring, &s.config).ok());
-        match found {
-            Some(route) => {
-                s.routes.upsert(route);
-                s.routes.get(&id)
-            }
-            None => {
-                s.routes.mark_missing(id);
-                None
-            }
-        }
     }
 }
 
@@ -238,6 +248,7 @@ impl ProxyHttp for Gatekeeper {
             route: None,
             upstream: None,
             tries: 0,
+            node: None,
             started: Instant::now(),
             in_flight: None,
         }
@@ -259,15 +270,17 @@ impl ProxyHttp for Gatekeeper {
         })?;
         let skip = ctx.tries;
         ctx.tries += 1;
-        let node = route
-            .nodes_from_next()
-            .nth(skip.min(route.record.nodes.len().saturating_sub(1)))
+        let order = route.nodes_from_next();
+        let (index, node) = order
+            .get(skip.min(order.len().saturating_sub(1)))
+            .copied()
             .ok_or_else(|| {
                 Error::explain(
                     pingora::ErrorType::ConnectNoRoute,
                     "the cluster has no nodes",
                 )
             })?;
+        ctx.node = Some(index);
         let addr = if self.grpc { &node.grpc } else { &node.rest };
         let mut peer = HttpPeer::new(addr.as_str(), false, String::new());
         if self.grpc {
@@ -301,6 +314,9 @@ impl ProxyHttp for Gatekeeper {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing reached the node: trying the next one is safe for any method.
+        if let (Some(route), Some(node)) = (&ctx.route, ctx.node) {
+            route.mark_down(node);
+        }
         let nodes = ctx
             .route
             .as_ref()

@@ -6,8 +6,8 @@
 //! upstream credentials, unsealed once per route version.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use contract::ids::ClusterId;
 use contract::keyscheme::{ClusterSecret, KeySigner, SecretKind};
@@ -27,7 +27,13 @@ pub struct Route {
     pub jwt_key: jsonwebtoken::EncodingKey,
     pub limits: Arc<crate::limits::ClusterLimits>,
     next: AtomicUsize,
+    /// Per node: until when (ms on the route's clock) it is skipped after refusing a connection.
+    down_until: Vec<AtomicU64>,
+    clock: Instant,
 }
+
+/// How long a node that refused a connection is passed over.
+pub const NODE_PENALTY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -78,26 +84,46 @@ impl Route {
                 &record.limits,
                 defaults,
             ))),
+            down_until: record.nodes.iter().map(|_| AtomicU64::new(0)).collect(),
+            clock: Instant::now(),
             record,
             next: AtomicUsize::new(0),
         })
     }
 
-    /// Nodes in round-robin order starting from the next one, for picking and for retries.
-    pub fn nodes_from_next(&self) -> impl Iterator<Item = &NodeEndpoint> {
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// Nodes in round-robin order from the next one, healthy ones first (passive health: a
+    /// node that refused a connection is tried last for a while), as `(index, node)`.
+    pub fn nodes_from_next(&self) -> Vec<(usize, &NodeEndpoint)> {
         let n = self.record.nodes.len().max(1);
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        self.record
-            .nodes
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(self.record.nodes.len())
+        let now = self.now_ms();
+        let mut order: Vec<(usize, &NodeEndpoint)> = (0..self.record.nodes.len())
+            .map(|i| (i + start) % n)
+            .map(|i| (i, &self.record.nodes[i]))
+            .collect();
+        order.sort_by_key(|(i, _)| self.down_until[*i].load(Ordering::Relaxed) > now);
+        order
+    }
+
+    /// Marks node `index` as refusing connections.
+    pub fn mark_down(&self, index: usize) {
+        if let Some(slot) = self.down_until.get(index) {
+            slot.store(
+                self.now_ms() + NODE_PENALTY.as_millis() as u64,
+                Ordering::Relaxed,
+            );
+        }
     }
 }
 
 pub struct RouteTable {
     routes: Cache<ClusterId, Arc<Route>>,
+    /// Lookups of unknown hosts in flight: concurrent misses for one host share one call.
+    pub(crate) lookups: moka::future::Cache<ClusterId, Option<Arc<Route>>>,
     /// Clusters recently looked up in Redis and not found: not asked again for a while, so
     /// random hosts cannot flood Redis.
     missing: Cache<ClusterId, ()>,
@@ -113,6 +139,10 @@ impl RouteTable {
     pub fn new(negative_ttl: Duration) -> Self {
         Self {
             routes: Cache::builder().build(),
+            lookups: moka::future::Cache::builder()
+                .time_to_live(Duration::from_millis(1))
+                .max_capacity(100_000)
+                .build(),
             missing: Cache::builder()
                 .time_to_live(negative_ttl)
                 .max_capacity(100_000)

@@ -111,6 +111,7 @@ async fn start_orion(redis: &RedisServer) -> Api {
         previous_master_keys: vec![],
         tld: "localhost".into(),
         redis_timeout_ms: 2000,
+        cert_renew_secs: 3600,
     };
     let state = control::AppState::new(&config).expect("orion config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

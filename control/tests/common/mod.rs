@@ -35,6 +35,7 @@ impl Orion {
             previous_master_keys: vec![],
             tld: "localhost".into(),
             redis_timeout_ms: 1000,
+            cert_renew_secs: 1,
         };
         let state = AppState::new(&config).expect("config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
