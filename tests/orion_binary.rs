@@ -100,3 +100,54 @@ fn bad_configuration_is_one_clear_line_without_secrets() {
         assert!(!stderr.contains(bad_key) && !stderr.contains(MASTER_KEY));
     }
 }
+
+#[tokio::test]
+async fn a_ca_given_as_files_signs_the_regions_and_is_the_one_clients_get() {
+    let redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs::ca::PlatformCa::generate().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(dir.path().join("ca.key"), ca.key_pem().as_bytes()).unwrap();
+    let port = free_port().unwrap();
+    let mut cmd = orion(&redis, port, MASTER_KEY, OPERATOR);
+    cmd.env("LYRA_CA_CERT", dir.path().join("ca.pem"))
+        .env("LYRA_CA_KEY", dir.path().join("ca.key"));
+    let mut child = supervised::spawn(cmd).unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&url, &mut child).await;
+    let r = reqwest::Client::new()
+        .put(format!("{url}/api/v1/regions/aws/eu-west-1"))
+        .bearer_auth(OPERATOR)
+        .json(&json!({"driver": "local", "capacity": {"nodes": 1, "cpu": 1000, "memory": 1024, "disk": 10}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let printed = Command::new(env!("CARGO_BIN_EXE_lyra"))
+        .args(["certs", "ca"])
+        .env("LYRA_REDIS_URL", redis.url())
+        .env("LYRA_MASTER_KEY", MASTER_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(printed.stdout).unwrap().trim(),
+        ca.cert_pem().trim(),
+        "clients get the operator's CA"
+    );
+    let mut conn = redis
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ring = contract::seal::Keyring::from_config(MASTER_KEY, &[]).unwrap();
+    let region = certs::store::load_region(&mut conn, &ring, "aws", "eu-west-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        region.chain_pem.ends_with(ca.cert_pem()),
+        "the region's chain ends with the operator's CA"
+    );
+}

@@ -84,6 +84,30 @@ pub async fn load_or_create_ca<C: ConnectionLike + Send + Sync>(
         .ok_or_else(|| CertError::Pem("the CA vanished while being stored".into()))
 }
 
+/// Makes `ca` the platform CA in Redis (a CA given as files by the operator), replacing any.
+pub async fn put_ca<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keyring: &Keyring,
+    ca: &PlatformCa,
+) -> Result<(), CertError> {
+    if load_ca(conn, keyring)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|held| held.cert_pem() == ca.cert_pem())
+    {
+        return Ok(());
+    }
+    let stored = StoredCa {
+        cert_pem: ca.cert_pem().to_owned(),
+        key: keyring.seal(ca.key_pem().as_bytes(), CA_KEY_CONTEXT)?,
+    };
+    let _: () = conn
+        .set(keyspace::ca(), serde_json::to_string(&stored)?)
+        .await?;
+    Ok(())
+}
+
 pub async fn load_region<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     keyring: &Keyring,

@@ -44,6 +44,15 @@ pub struct OrionConfig {
     #[arg(long, env = "LYRA_TLD", default_value = "localhost")]
     pub tld: String,
 
+    /// The platform CA's certificate (PEM file), when the operator provides the CA; with
+    /// `--ca-key`. Default: a CA created once and kept sealed in Redis.
+    #[arg(long, env = "LYRA_CA_CERT", requires = "ca_key")]
+    pub ca_cert: Option<std::path::PathBuf>,
+
+    /// The platform CA's private key (PEM file), with `--ca-cert`.
+    #[arg(long, env = "LYRA_CA_KEY", requires = "ca_cert")]
+    pub ca_key: Option<std::path::PathBuf>,
+
     /// How often regional certificates are checked and renewed when due (seconds).
     #[arg(long, env = "LYRA_CERT_RENEW_SECS", default_value_t = 3600)]
     pub cert_renew_secs: u64,

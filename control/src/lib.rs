@@ -75,6 +75,8 @@ pub enum OrionError {
 
 pub struct Inner {
     store: Store,
+    /// The CA the operator gave as files, if any.
+    file_ca: Option<Arc<certs::ca::PlatformCa>>,
     cert_renew_every: std::time::Duration,
     keyring: Keyring,
     tld: Tld,
@@ -107,8 +109,21 @@ impl AppState {
             .map_err(|e| OrionError::Config(format!("LYRA_TLD {:?}: {e}", config.tld)))?;
         let store = Store::new(&config.redis_url, config.redis_timeout())
             .map_err(|e| OrionError::Config(format!("LYRA_REDIS_URL: {e}")))?;
+        let file_ca = match (&config.ca_cert, &config.ca_key) {
+            (Some(cert), Some(key)) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p)
+                        .map_err(|e| OrionError::Config(format!("{}: {e}", p.display())))
+                };
+                let ca = certs::ca::PlatformCa::from_pem(&read(cert)?, &read(key)?)
+                    .map_err(|e| OrionError::Config(format!("LYRA_CA_CERT/LYRA_CA_KEY: {e}")))?;
+                Some(Arc::new(ca))
+            }
+            _ => None,
+        };
         Ok(Self(Arc::new(Inner {
             store,
+            file_ca,
             cert_renew_every: config.cert_renew_every(),
             keyring,
             tld,

@@ -16,9 +16,10 @@ pub async fn renew_due(state: &AppState) -> Result<usize, String> {
         .smembers(keyspace::regions())
         .await
         .map_err(|e| e.to_string())?;
-    let ca = certs::store::load_or_create_ca(&mut conn, &state.keyring)
+    let ca = crate::renewal::platform_ca(state, &mut conn)
         .await
         .map_err(|e| e.to_string())?;
+    let ca = &*ca;
     let mut issued = 0;
     for r in regions {
         let Some((provider, region)) = r.split_once(':') else {
@@ -53,5 +54,22 @@ pub async fn run(state: AppState, every: Duration) {
         if let Err(e) = renew_due(&state).await {
             tracing::warn!(error = %e, "certificate renewal skipped this round");
         }
+    }
+}
+
+/// The CA that signs regional certificates: the operator's files when given (and then put in
+/// Redis, so gateways and `lyra certs ca` agree), else the one kept in Redis.
+pub async fn platform_ca(
+    state: &AppState,
+    conn: &mut redis::aio::ConnectionManager,
+) -> Result<std::sync::Arc<certs::ca::PlatformCa>, certs::CertError> {
+    match &state.file_ca {
+        Some(ca) => {
+            certs::store::put_ca(conn, &state.keyring, ca).await?;
+            Ok(ca.clone())
+        }
+        None => Ok(std::sync::Arc::new(
+            certs::store::load_or_create_ca(conn, &state.keyring).await?,
+        )),
     }
 }

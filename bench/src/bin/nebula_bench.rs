@@ -112,6 +112,8 @@ async fn start_orion(redis: &RedisServer) -> Api {
         tld: "localhost".into(),
         redis_timeout_ms: 2000,
         cert_renew_secs: 3600,
+        ca_cert: None,
+        ca_key: None,
     };
     let state = control::AppState::new(&config).expect("orion config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

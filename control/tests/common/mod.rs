@@ -36,6 +36,8 @@ impl Orion {
             tld: "localhost".into(),
             redis_timeout_ms: 1000,
             cert_renew_secs: 1,
+            ca_cert: None,
+            ca_key: None,
         };
         let state = AppState::new(&config).expect("config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
