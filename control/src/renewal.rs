@@ -19,7 +19,6 @@ pub async fn renew_due(state: &AppState) -> Result<usize, String> {
     let ca = crate::renewal::platform_ca(state, &mut conn)
         .await
         .map_err(|e| e.to_string())?;
-    let ca = &*ca;
     let mut issued = 0;
     for r in regions {
         let Some((provider, region)) = r.split_once(':') else {
