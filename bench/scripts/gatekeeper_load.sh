@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Requests per second through GateKeeper against the stand-in Qdrant, next to the direct path.
 #
-#   cargo build --release --bin lyra -p bench --bins && bash bench/scripts/gatekeeper_load.sh [seconds] [connections]
+#   cargo build --release -p lyra -p bench --bins && bash bench/scripts/gatekeeper_load.sh [seconds] [connections]
 #
 # Starts its own redis-server, Orion, Nebula (local driver, the stand-in as QDRANT_BIN) and
 # GateKeeper (with its plain-HTTP listener, so wrk needs no DNS for *.localhost), creates a
@@ -19,7 +19,7 @@ for tool in redis-server wrk curl python3; do
 done
 lyra=target/release/lyra
 standin=target/release/qdrant-standin
-[ -x "$lyra" ] && [ -x "$standin" ] || { echo "build first: cargo build --release --bin lyra -p bench --bins" >&2; exit 1; }
+[ -x "$lyra" ] && [ -x "$standin" ] || { echo "build first: cargo build --release -p lyra -p bench --bins" >&2; exit 1; }
 
 work=$(mktemp -d)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
