@@ -36,7 +36,10 @@ export LYRA_OPERATOR_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 export RUST_LOG=warn
 "$lyra" orion --listen "127.0.0.1:$orion_port" & pids+=($!)
 QDRANT_BIN="$PWD/$standin" LYRA_DATA_DIR="$work/data" LYRA_NEBULA_ADMIN="127.0.0.1:$(port)" "$lyra" nebula & pids+=($!)
-"$lyra" gatekeeper --plain-listen "127.0.0.1:$plain" --rest-listen "127.0.0.1:$(port)" \
+# Limits raised out of the way: this measures the path, not the limiter's refusals.
+LYRA_KEY_RPS=1000000000 LYRA_KEY_BURST=1000000000 LYRA_CLUSTER_RPS=1000000000 \
+  LYRA_CLUSTER_BURST=1000000000 LYRA_MAX_IN_FLIGHT=1000000 \
+  "$lyra" gatekeeper --plain-listen "127.0.0.1:$plain" --rest-listen "127.0.0.1:$(port)" \
   --grpc-listen "127.0.0.1:$(port)" --admin-listen "127.0.0.1:$(port)" & pids+=($!)
 api="http://127.0.0.1:$orion_port"
 for _ in $(seq 100); do curl -fs "$api/readyz" >/dev/null && break; sleep 0.1; done
@@ -63,7 +66,12 @@ QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$direct QDRANT__SERVI
   "$standin" & pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$direct/readyz" >/dev/null && break; sleep 0.05; done
 
-echo "== through GateKeeper (plain listener, Host routing, key check, swap) — ${secs}s, $conns connections"
-wrk -t1 -c"$conns" -d"${secs}s" --latency -H "Host: $host" -H "api-key: $key" "http://127.0.0.1:$plain/collections"
-echo "== direct to a stand-in node — ${secs}s, $conns connections"
-wrk -t1 -c"$conns" -d"${secs}s" --latency -H "api-key: directkeydirectkeydirectkey12345" "http://127.0.0.1:$direct/collections"
+run() { # run <label> <wrk args...>: fails when any answer was not 2xx (a refusal is no throughput)
+  echo "== $1 — ${secs}s, $conns connections"
+  out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "${@:2}")
+  echo "$out"
+  if grep -q "Non-2xx" <<<"$out"; then echo "error: non-2xx answers: these figures are not throughput" >&2; exit 1; fi
+}
+run "through GateKeeper (plain listener: Host routing, key check, limits, credential swap)" \
+  -H "Host: $host" -H "api-key: $key" "http://127.0.0.1:$plain/collections"
+run "direct to a stand-in node" -H "api-key: directkeydirectkeydirectkey12345" "http://127.0.0.1:$direct/collections"
