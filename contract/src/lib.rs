@@ -28,6 +28,8 @@ pub mod host;
 pub mod ids;
 pub mod keyscheme;
 pub mod keyspace;
+#[cfg(feature = "cli")]
+pub mod platform;
 mod random;
 pub mod record;
 pub mod region;

@@ -15,30 +15,12 @@ pub struct OrionConfig {
     )]
     pub listen: SocketAddr,
 
-    /// Redis holding the platform's state and command stream.
-    #[arg(
-        long,
-        env = "LYRA_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    pub redis_url: String,
+    #[command(flatten)]
+    pub platform: contract::platform::PlatformArgs,
 
     /// The operator token: manages accounts and regions. At least 16 characters.
     #[arg(long, env = "LYRA_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: String,
-
-    /// The platform key that seals cluster secrets (32 bytes, base64).
-    #[arg(long, env = "LYRA_MASTER_KEY", hide_env_values = true)]
-    pub master_key: String,
-
-    /// Earlier platform keys, still accepted for opening sealed values (comma-separated).
-    #[arg(
-        long,
-        env = "LYRA_MASTER_KEY_PREVIOUS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub previous_master_keys: Vec<String>,
 
     /// Domain under which cluster endpoints live: `<id>.<region>.<provider>.<tld>`.
     #[arg(long, env = "LYRA_TLD", default_value = "localhost")]

@@ -103,11 +103,13 @@ impl AppState {
                 "the operator token must be at least {MIN_OPERATOR_TOKEN_LEN} characters"
             )));
         }
-        let keyring = Keyring::from_config(&config.master_key, &config.previous_master_keys)
+        let keyring = config
+            .platform
+            .keyring()
             .map_err(|e| OrionError::Config(e.to_string()))?;
         let tld = Tld::new(&config.tld)
             .map_err(|e| OrionError::Config(format!("LYRA_TLD {:?}: {e}", config.tld)))?;
-        let store = Store::new(&config.redis_url, config.redis_timeout())
+        let store = Store::new(&config.platform.redis_url, config.redis_timeout())
             .map_err(|e| OrionError::Config(format!("LYRA_REDIS_URL: {e}")))?;
         let file_ca = match (&config.ca_cert, &config.ca_key) {
             (Some(cert), Some(key)) => {

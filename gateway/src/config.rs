@@ -7,26 +7,8 @@ use clap::Args;
 
 #[derive(Debug, Clone, Args)]
 pub struct GatekeeperConfig {
-    /// Redis holding routes, revocations and certificates.
-    #[arg(
-        long,
-        env = "LYRA_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    pub redis_url: String,
-
-    /// The platform key that opens the routes' sealed credentials (32 bytes, base64).
-    #[arg(long, env = "LYRA_MASTER_KEY", hide_env_values = true)]
-    pub master_key: String,
-
-    /// Earlier platform keys, still accepted (comma-separated).
-    #[arg(
-        long,
-        env = "LYRA_MASTER_KEY_PREVIOUS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub previous_master_keys: Vec<String>,
+    #[command(flatten)]
+    pub platform: contract::platform::PlatformArgs,
 
     /// Domain under which cluster endpoints live.
     #[arg(long, env = "LYRA_TLD", default_value = "localhost")]

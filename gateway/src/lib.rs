@@ -77,7 +77,7 @@ pub fn run(
 ) -> Result<(), GatekeeperError> {
     // One crypto provider for every TLS config in the process: ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = redis::Client::open(config.redis_url.as_str())?;
+    let client = redis::Client::open(config.platform.redis_url.as_str())?;
     let state = Arc::new(state::GatewayState::new(config.clone())?);
 
     let conf = ServerConf {

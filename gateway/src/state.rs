@@ -42,7 +42,9 @@ pub enum StateError {
 
 impl GatewayState {
     pub fn new(config: GatekeeperConfig) -> Result<Self, StateError> {
-        let keyring = Keyring::from_config(&config.master_key, &config.previous_master_keys)
+        let keyring = config
+            .platform
+            .keyring()
             .map_err(|e| StateError::Config(e.to_string()))?;
         let tld =
             Tld::new(&config.tld).map_err(|e| StateError::Config(format!("LYRA_TLD: {e}")))?;

@@ -8,26 +8,8 @@ use clap::Args;
 
 #[derive(Debug, Clone, Args)]
 pub struct NebulaConfig {
-    /// Redis holding the platform's state and command stream.
-    #[arg(
-        long,
-        env = "LYRA_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    pub redis_url: String,
-
-    /// The platform key that seals cluster secrets (32 bytes, base64).
-    #[arg(long, env = "LYRA_MASTER_KEY", hide_env_values = true)]
-    pub master_key: String,
-
-    /// Earlier platform keys, still accepted for opening sealed values (comma-separated).
-    #[arg(
-        long,
-        env = "LYRA_MASTER_KEY_PREVIOUS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub previous_master_keys: Vec<String>,
+    #[command(flatten)]
+    pub platform: contract::platform::PlatformArgs,
 
     /// Where the local driver keeps its nodes' storage, logs and state.
     #[arg(long, env = "LYRA_DATA_DIR", default_value = ".lyra")]

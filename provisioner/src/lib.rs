@@ -52,7 +52,9 @@ pub enum NebulaError {
 }
 
 fn keyring(config: &NebulaConfig) -> Result<Keyring, NebulaError> {
-    Keyring::from_config(&config.master_key, &config.previous_master_keys)
+    config
+        .platform
+        .keyring()
         .map_err(|e| NebulaError::Config(e.to_string()))
 }
 
@@ -146,7 +148,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NebulaError> {
     let keyring = keyring(&config)?;
-    let client = redis::Client::open(config.redis_url.as_str())
+    let client = redis::Client::open(config.platform.redis_url.as_str())
         .map_err(|e| NebulaError::Config(format!("LYRA_REDIS_URL: {e}")))?;
     let metrics = Arc::new(metrics::Metrics::new()?);
     let (stop, mut stopping) = watch::channel(false);

@@ -105,10 +105,8 @@ impl Api {
 async fn start_orion(redis: &RedisServer) -> Api {
     let config = control::OrionConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        redis_url: redis.url(),
+        platform: contract::platform::PlatformArgs::new(redis.url(), MASTER_KEY),
         operator_token: OPERATOR.into(),
-        master_key: MASTER_KEY.into(),
-        previous_master_keys: vec![],
         tld: "localhost".into(),
         redis_timeout_ms: 2000,
         cert_renew_secs: 3600,
@@ -158,9 +156,7 @@ async fn start_orion(redis: &RedisServer) -> Api {
 
 fn nebula_config(redis: &RedisServer, data: &std::path::Path, concurrency: usize) -> NebulaConfig {
     NebulaConfig {
-        redis_url: redis.url(),
-        master_key: MASTER_KEY.into(),
-        previous_master_keys: vec![],
+        platform: contract::platform::PlatformArgs::new(redis.url(), MASTER_KEY),
         data_dir: data.to_owned(),
         qdrant_bin: testkit::standin::standin_bin()
             .expect("qdrant-standin: cargo build --release -p bench"),

@@ -29,10 +29,8 @@ impl Orion {
         let redis = RedisServer::start().expect("redis-server");
         let config = OrionConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            redis_url: redis.url(),
+            platform: contract::platform::PlatformArgs::new(redis.url(), MASTER_KEY),
             operator_token: OPERATOR.into(),
-            master_key: MASTER_KEY.into(),
-            previous_master_keys: vec![],
             tld: "localhost".into(),
             redis_timeout_ms: 1000,
             cert_renew_secs: 1,
