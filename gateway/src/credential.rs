@@ -37,7 +37,8 @@ struct Claims<'a> {
 }
 
 /// Short-lived JWTs (Qdrant's `access` claims, HS256 with the cluster's read-write key) for
-/// collection-scoped keys, one per key, reused until near their expiry.
+/// collection-scoped keys, one per key, reused until near their expiry, kept as the whole
+/// `Authorization` value so a request costs no formatting.
 pub struct JwtMinter {
     cache: Cache<KeyId, Arc<str>>,
 }
@@ -54,6 +55,7 @@ impl Default for JwtMinter {
 }
 
 impl JwtMinter {
+    /// `Bearer <jwt>` for `key`.
     pub fn token(&self, key: KeyId, route: &Route, rules: &[CollectionRule]) -> Option<Arc<str>> {
         if let Some(t) = self.cache.get(&key) {
             return Some(t);
@@ -65,7 +67,7 @@ impl JwtMinter {
             &route.jwt_key,
         )
         .ok()?;
-        let jwt: Arc<str> = Arc::from(jwt);
+        let jwt: Arc<str> = Arc::from(format!("Bearer {jwt}"));
         self.cache.insert(key, jwt.clone());
         Some(jwt)
     }

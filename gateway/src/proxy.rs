@@ -35,7 +35,7 @@ pub struct Gatekeeper {
 pub struct Ctx {
     route: Option<Arc<Route>>,
     /// The header GateKeeper sends upstream in place of the client's credential.
-    upstream: Option<(&'static str, String)>,
+    upstream: Option<(&'static str, Arc<str>)>,
     tries: usize,
     /// The node of the current try.
     node: Option<usize>,
@@ -155,8 +155,8 @@ impl Gatekeeper {
             return Err(fail("revoked"));
         }
         let upstream = match claims.access {
-            KeyAccess::Manage => ("api-key", route.read_write.expose().to_owned()),
-            KeyAccess::ReadOnly => ("api-key", route.read_only.expose().to_owned()),
+            KeyAccess::Manage => ("api-key", route.read_write_header.clone()),
+            KeyAccess::ReadOnly => ("api-key", route.read_only_header.clone()),
             KeyAccess::Collections => {
                 let rules = s
                     .rules
@@ -171,11 +171,11 @@ impl Gatekeeper {
                     )
                     .map_err(Refusal::Forbidden)?;
                 }
-                let jwt = s
+                let bearer = s
                     .jwt
                     .token(claims.key_id, &route, &rules)
                     .ok_or_else(|| fail("jwt"))?;
-                ("authorization", format!("Bearer {jwt}"))
+                ("authorization", bearer)
             }
         };
         if !self.grpc && claims.access == KeyAccess::ReadOnly {
@@ -301,7 +301,7 @@ impl ProxyHttp for Gatekeeper {
             upstream.remove_header(*h);
         }
         if let Some((name, value)) = &ctx.upstream {
-            upstream.insert_header(*name, value.as_str())?;
+            upstream.insert_header(*name, &**value)?;
         }
         Ok(())
     }

@@ -25,6 +25,13 @@ pub struct Route {
     pub read_only: ClusterSecret,
     /// Signs the short-lived JWTs of collection-scoped keys (Qdrant: HS256 with its api key).
     pub jwt_key: jsonwebtoken::EncodingKey,
+    /// The region and provider labels of the route's host, for comparing requests without
+    /// allocating.
+    pub region: String,
+    pub provider: String,
+    /// The upstream credentials, ready to send.
+    pub read_write_header: Arc<str>,
+    pub read_only_header: Arc<str>,
     pub limits: Arc<crate::limits::ClusterLimits>,
     next: AtomicUsize,
     /// Per node: until when (ms on the route's clock) it is skipped after refusing a connection.
@@ -75,7 +82,15 @@ impl Route {
             SecretKind::ReadOnly,
             &record.credentials.read_only,
         )?;
+        // "<id>.<region>.<provider>.<tld>", as Orion built it.
+        let mut labels = record.host.splitn(4, '.').skip(1);
+        let region = labels.next().unwrap_or_default().to_ascii_lowercase();
+        let provider = labels.next().unwrap_or_default().to_ascii_lowercase();
         Ok(Self {
+            region,
+            provider,
+            read_write_header: Arc::from(read_write.expose()),
+            read_only_header: Arc::from(read_only.expose()),
             signer: KeySigner::new(&read_write),
             jwt_key: jsonwebtoken::EncodingKey::from_secret(read_write.expose().as_bytes()),
             read_write,
