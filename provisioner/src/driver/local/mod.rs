@@ -166,11 +166,21 @@ impl LocalDriver {
                     grpc_port: node::free_port(host).map_err(|e| io_error("no free port", e))?,
                     p2p_port: node::free_port(host).map_err(|e| io_error("no free port", e))?,
                     pid: None,
+                    ready_once: false,
                 },
             };
             if let Some(pid) = state.pid.filter(|pid| node::is_node(*pid, host, &state)) {
                 tracing::debug!(cluster = %spec.cluster_id, index, pid, "adopted running node");
                 return Ok(Some((state, None)));
+            }
+            // Free ports are picked before the node binds them, so another process can take
+            // one in between. A node that never served gets fresh ones rather than failing
+            // forever; one that served keeps its address (routes point at it).
+            if mode == Mode::Create && !state.ready_once && !node::ports_free(host, &state) {
+                let fresh = |_| node::free_port(host).map_err(|e| io_error("no free port", e));
+                state.http_port = fresh(())?;
+                state.grpc_port = fresh(())?;
+                state.p2p_port = fresh(())?;
             }
             let child = node::spawn(&bin, host, &dir, &spec, &state, bootstrap).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -236,6 +246,7 @@ impl LocalDriver {
                 }
             }
             if waiting.is_empty() {
+                self.mark_ready_once(cluster, states).await;
                 return Ok(());
             }
             self.reap();
@@ -258,6 +269,27 @@ impl LocalDriver {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
         }
+    }
+
+    /// Records that these nodes have served, so their ports are theirs from now on.
+    async fn mark_ready_once(&self, cluster: ClusterId, states: &[NodeState]) {
+        let dir = self.cluster_dir(cluster);
+        let indexes: Vec<u32> = states
+            .iter()
+            .filter(|s| !s.ready_once)
+            .map(|s| s.index)
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for index in indexes {
+                let node = NodeDir::new(&dir, index);
+                let Ok(_lock) = node.lock() else { continue };
+                if let Some(mut state) = node.load() {
+                    state.ready_once = true;
+                    let _ = node.save(&state);
+                }
+            }
+        })
+        .await;
     }
 
     /// Collects the exit status of nodes that stopped, so none lingers as a zombie.

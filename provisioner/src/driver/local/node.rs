@@ -25,6 +25,10 @@ pub struct NodeState {
     pub grpc_port: u16,
     pub p2p_port: u16,
     pub pid: Option<u32>,
+    /// Whether the node has answered `/readyz` once. Until then its ports may still be
+    /// changed (they are in no route yet).
+    #[serde(default)]
+    pub ready_once: bool,
 }
 
 /// `<root>/<cluster>/node-<index>/`.
@@ -76,6 +80,13 @@ impl NodeDir {
         let all: Vec<&str> = log.lines().collect();
         all[all.len().saturating_sub(lines)..].join(" | ")
     }
+}
+
+/// Whether nobody listens on any of the node's ports right now.
+pub fn ports_free(host: IpAddr, state: &NodeState) -> bool {
+    [state.http_port, state.grpc_port, state.p2p_port]
+        .iter()
+        .all(|p| TcpListener::bind((host, *p)).is_ok())
 }
 
 /// A port nobody listens on right now, on `host`.
