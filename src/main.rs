@@ -3,6 +3,8 @@
 //! Today: `orion`, `nebula`, `gatekeeper`, `certs` and `platform-key`; later issues add `dev`,
 //! `gatekeeper`, `certs` and the client subcommands.
 
+mod dev;
+
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -22,6 +24,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Run the whole platform on this machine: Redis, Orion, Nebula and GateKeeper on loopback.
+    ///
+    /// Example: `QDRANT_BIN=/usr/local/bin/qdrant lyra dev` (stop with Ctrl-C)
+    Dev(dev::DevArgs),
     /// Run Orion, the control API (accounts, regions, clusters, API keys).
     ///
     /// Example: `LYRA_OPERATOR_TOKEN=... LYRA_MASTER_KEY=$(lyra platform-key new) lyra orion`
@@ -60,6 +66,10 @@ enum PlatformKeyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Commands::Dev(args) => {
+            init_tracing();
+            dev::run(args).map(|_| String::new())
+        }
         Commands::Orion(config) => serve(|shutdown| control::run(config, shutdown)),
         Commands::Nebula(config) => serve(|shutdown| provisioner::run(config, shutdown)),
         Commands::Gatekeeper(config) => {
