@@ -8,9 +8,11 @@ use prometheus::{
     TextEncoder,
 };
 
+/// Status classes, in the order of [`Metrics::request`]'s table.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
 pub struct Metrics {
     registry: Registry,
-    pub requests: IntCounterVec,
     pub latency: Histogram,
     pub auth_failures: IntCounterVec,
     pub rate_limited: IntCounter,
@@ -21,6 +23,10 @@ pub struct Metrics {
     pub redis_connected: IntGauge,
     pub events: IntCounterVec,
     last_sync: std::sync::Mutex<Option<Instant>>,
+    /// `requests` per listener (REST, gRPC) and class, resolved once: no label lookup per request.
+    by_listener_class: [[IntCounter; 6]; 2],
+    /// `route_lookups_total{result="hit"}`, resolved once.
+    pub route_hit: IntCounter,
     pub seconds_since_sync: prometheus::Gauge,
 }
 
@@ -86,9 +92,14 @@ impl Metrics {
             registry.register(Box::new((*g).clone()))?;
         }
         registry.register(Box::new(seconds_since_sync.clone()))?;
+        let per_class =
+            |listener: &str| CLASSES.map(|c| requests.with_label_values(&[listener, c]));
+        let by_listener_class = [per_class("rest"), per_class("grpc")];
+        let route_hit = route_cache.with_label_values(&["hit"]);
         Ok(Self {
             registry,
-            requests,
+            by_listener_class,
+            route_hit,
             latency,
             auth_failures,
             rate_limited,
@@ -101,6 +112,15 @@ impl Metrics {
             last_sync: std::sync::Mutex::new(None),
             seconds_since_sync,
         })
+    }
+
+    /// Counts an answered request on the REST or gRPC listener.
+    pub fn request(&self, grpc: bool, status: u16) {
+        let class = match status {
+            100..=599 => usize::from(status / 100 - 1),
+            _ => 5,
+        };
+        self.by_listener_class[usize::from(grpc)][class].inc();
     }
 
     pub fn synced(&self) {

@@ -104,10 +104,6 @@ fn ambiguous_framing(req: &RequestHeader) -> bool {
 }
 
 impl Gatekeeper {
-    fn listener(&self) -> &'static str {
-        if self.grpc { "grpc" } else { "rest" }
-    }
-
     async fn admit(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<(), Refusal> {
         let s = &self.state;
         let req = session.req_header();
@@ -124,7 +120,7 @@ impl Gatekeeper {
         }
         let route = match s.routes.get(&endpoint.cluster_id) {
             Some(r) => {
-                s.metrics.route_cache.with_label_values(&["hit"]).inc();
+                s.metrics.route_hit.inc();
                 r
             }
             None => self
@@ -364,18 +360,8 @@ impl ProxyHttp for Gatekeeper {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            500..=599 => "5xx",
-            _ => "none",
-        };
         let m = &self.state.metrics;
-        m.requests
-            .with_label_values(&[self.listener(), class])
-            .inc();
+        m.request(self.grpc, status);
         m.latency.observe(ctx.started.elapsed().as_secs_f64());
     }
 }

@@ -19,18 +19,15 @@ use moka::sync::Cache;
 pub struct Route {
     pub record: RouteRecord,
     pub signer: KeySigner,
-    /// Qdrant's read-write key for this cluster (sent upstream for manage keys).
-    pub read_write: ClusterSecret,
-    /// Qdrant's read-only key (sent upstream for read-only keys).
-    pub read_only: ClusterSecret,
     /// Signs the short-lived JWTs of collection-scoped keys (Qdrant: HS256 with its api key).
     pub jwt_key: jsonwebtoken::EncodingKey,
     /// The region and provider labels of the route's host, for comparing requests without
     /// allocating.
     pub region: String,
     pub provider: String,
-    /// The upstream credentials, ready to send.
+    /// Qdrant's read-write key, sent upstream for manage keys (ready as a header value).
     pub read_write_header: Arc<str>,
+    /// Qdrant's read-only key, sent upstream for read-only keys.
     pub read_only_header: Arc<str>,
     pub limits: Arc<crate::limits::ClusterLimits>,
     next: AtomicUsize,
@@ -93,8 +90,6 @@ impl Route {
             read_only_header: Arc::from(read_only.expose()),
             signer: KeySigner::new(&read_write),
             jwt_key: jsonwebtoken::EncodingKey::from_secret(read_write.expose().as_bytes()),
-            read_write,
-            read_only,
             limits: Arc::new(crate::limits::ClusterLimits::new(crate::limits::effective(
                 &record.limits,
                 defaults,
