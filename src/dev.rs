@@ -153,20 +153,28 @@ fn resolver_advice() -> Option<String> {
     })
 }
 
-pub fn run(args: DevArgs) -> Result<(), String> {
+pub fn run(mut args: DevArgs) -> Result<(), String> {
+    let given = args.data_dir.clone();
+    fs::create_dir_all(&given).map_err(|e| format!("cannot create {}: {e}", given.display()))?;
+    // Absolute from here on: redis-server resolves its log file after changing into its
+    // directory, and the nodes run in directories of their own.
+    args.data_dir =
+        fs::canonicalize(&given).map_err(|e| format!("cannot resolve {}: {e}", given.display()))?;
     let data = &args.data_dir;
-    fs::create_dir_all(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
     fs::set_permissions(data, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
     let master_key = kept(&data.join("platform.key"), || {
         contract::seal::PlatformKey::generate()
             .map(|(_, b64)| b64.to_string())
             .map_err(|e| e.to_string())
     })?;
-    let operator = kept(&data.join("operator.token"), || {
-        contract::account::generate_token()
-            .map(|t| t.to_string())
-            .map_err(|e| e.to_string())
-    })?;
+    let operator = kept(
+        &data.join(crate::client::connection::DEV_TOKEN_FILE),
+        || {
+            contract::account::generate_token()
+                .map(|t| t.to_string())
+                .map_err(|e| e.to_string())
+        },
+    )?;
     let (ca_cert, ca_key) = (data.join("ca.pem"), data.join("ca.key"));
     if !ca_cert.exists() || !ca_key.exists() {
         let ca = certs::ca::PlatformCa::generate().map_err(|e| e.to_string())?;
@@ -266,6 +274,11 @@ fn serve(
 
     let api = format!("http://{}", args.api);
     let ready = runtime.block_on(register_region(&api, operator, args));
+    // Where the client commands find Orion when run next to this data directory.
+    let url_file = args.data_dir.join(crate::client::connection::DEV_URL_FILE);
+    if let Err(e) = fs::write(&url_file, format!("{api}\n")) {
+        tracing::warn!(error = %e, file = %url_file.display(), "cannot record Orion's URL");
+    }
     if let Err(e) = &ready {
         tracing::error!(error = %e, "the platform did not come up");
     } else {
@@ -273,7 +286,9 @@ fn serve(
         println!("  API         {api}   (docs: {api}/docs)");
         println!(
             "  token       {operator}   (also in {})",
-            args.data_dir.join("operator.token").display()
+            args.data_dir
+                .join(crate::client::connection::DEV_TOKEN_FILE)
+                .display()
         );
         println!("  CA          {}", args.data_dir.join("ca.pem").display());
         println!(
@@ -281,12 +296,16 @@ fn serve(
             args.rest.port(),
             args.grpc.port()
         );
-        println!("Try:");
-        println!("  export LYRA_URL={api} LYRA_TOKEN={operator}");
-        println!("  curl -H \"Authorization: Bearer $LYRA_TOKEN\" $LYRA_URL/api/v1/regions");
-        println!(
-            "  curl -H \"Authorization: Bearer $LYRA_TOKEN\" -H 'Content-Type: application/json' -X POST $LYRA_URL/api/v1/accounts -d '{{\"name\":\"me\"}}'"
-        );
+        println!("Try, in another shell in this directory:");
+        println!("  lyra account create me");
+        println!("  lyra cluster create demo --nodes 3 --wait");
+        println!("  lyra key create demo --name app --access manage");
+        if std::env::current_dir().is_ok_and(|cwd| cwd.join(".lyra") != args.data_dir) {
+            println!(
+                "  (elsewhere: export LYRA_DATA_DIR={})",
+                args.data_dir.display()
+            );
+        }
         if let Some(advice) = resolver_advice() {
             println!("Note: {advice}");
         }

@@ -1,14 +1,26 @@
 //! `lyra`: the one binary. It only parses the command line and calls into the crates.
 //!
-//! Today: `orion`, `nebula`, `gatekeeper`, `certs` and `platform-key`; later issues add `dev`,
-//! `gatekeeper`, `certs` and the client subcommands.
+//! Services: `dev` (everything on one machine), `orion`, `nebula`, `gatekeeper`. Operator
+//! tools: `certs`, `platform-key`. Client commands that drive Orion's API: `account`, `token`,
+//! `region`, `cluster`, `key`, `usage`, `audit`, `dead-letter` (see `client`).
+//!
+//! Exit codes: 0 success, 1 a failure (one line on stderr, after `error: `), 2 a malformed
+//! command line.
 
+mod client;
 mod dev;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use client::Group;
+use client::account::AccountCommand;
+use client::cluster::ClusterCommand;
+use client::dead_letter::DeadLetterCommand;
+use client::key::KeyCommand;
+use client::region::RegionCommand;
+use client::token::TokenCommand;
 use contract::seal::PlatformKey;
 
 #[derive(Parser)]
@@ -45,6 +57,30 @@ enum Commands {
     /// The platform key that seals every stored secret (cluster secrets, certificate keys).
     #[command(subcommand)]
     PlatformKey(PlatformKeyCommand),
+    /// Accounts: the tenants that own clusters.
+    #[command(display_order = 10)]
+    Account(Group<AccountCommand>),
+    /// Account tokens: the credentials an account's people and scripts use with Orion.
+    #[command(display_order = 11)]
+    Token(Group<TokenCommand>),
+    /// Regions: where clusters run, with which driver and how much capacity.
+    #[command(display_order = 12)]
+    Region(Group<RegionCommand>),
+    /// Qdrant clusters: create, list, get, resize, delete, wait.
+    #[command(display_order = 13)]
+    Cluster(Group<ClusterCommand>),
+    /// API keys for a cluster: create (shown once), list, revoke.
+    #[command(display_order = 14)]
+    Key(Group<KeyCommand>),
+    /// What the gateways counted for a cluster: requests, bytes in and out.
+    #[command(display_order = 15)]
+    Usage(client::usage::UsageArgs),
+    /// The account's audit log: who did what, newest first.
+    #[command(display_order = 16)]
+    Audit(client::audit::AuditArgs),
+    /// Commands Nebula gave up on: list and replay (operator token).
+    #[command(display_order = 17)]
+    DeadLetter(Group<DeadLetterCommand>),
 }
 
 #[derive(Subcommand)]
@@ -90,6 +126,14 @@ fn main() -> ExitCode {
                 .map(|key| key.id().to_owned())
                 .map_err(|e| format!("LYRA_MASTER_KEY: {e}"))
         }
+        Commands::Account(g) => client_command(client::account::run(&g.conn, g.command)),
+        Commands::Token(g) => client_command(client::token::run(&g.conn, g.command)),
+        Commands::Region(g) => client_command(client::region::run(&g.conn, g.command)),
+        Commands::Cluster(g) => client_command(client::cluster::run(&g.conn, g.command)),
+        Commands::Key(g) => client_command(client::key::run(&g.conn, g.command)),
+        Commands::Usage(args) => client_command(client::usage::run(args)),
+        Commands::Audit(args) => client_command(client::audit::run(args)),
+        Commands::DeadLetter(g) => client_command(client::dead_letter::run(&g.conn, g.command)),
     };
     match result {
         Ok(line) if line.is_empty() => ExitCode::SUCCESS,
@@ -105,6 +149,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a client command; it prints its own answer.
+fn client_command(
+    work: impl std::future::Future<Output = Result<(), client::CliError>>,
+) -> Result<String, String> {
+    client::block_on(work)
+        .map(|_| String::new())
+        .map_err(|e| e.to_string())
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).

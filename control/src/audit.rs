@@ -4,7 +4,7 @@ use contract::ids::AccountId;
 use contract::keyspace;
 use jiff::Timestamp;
 use redis::streams::StreamMaxlen;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
@@ -16,7 +16,7 @@ use crate::store::StoreError;
 const MAX_ENTRIES: usize = 10_000;
 
 /// One audited mutation.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
     /// The stream entry id: orders entries.
     pub id: String,

@@ -7,6 +7,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`config`] | flags and environment |
+//! | [`api`] | the wire types, for clients |
 //! | `store` | the Redis connection: deadlines, 503 instead of hanging |
 //! | `auth` | operator and account tokens; tenant isolation |
 //! | `problem`, `json`, `extract` | RFC 9457 errors and extractors that produce them |
@@ -17,6 +18,25 @@
 //! | `routes` | one file per resource, with its OpenAPI annotations |
 
 pub mod config;
+
+/// The wire types of the API, for clients (the `lyra` CLI, tests): requests serialize and
+/// answers deserialize with the very types Orion uses, so a client cannot drift from the server.
+pub mod api {
+    pub use crate::audit::AuditEntry;
+    pub use crate::problem::Problem;
+    pub use crate::routes::accounts::{CreateAccount, CreateToken, CreatedToken};
+    pub use crate::routes::api_keys::{CreateApiKey, CreatedApiKey};
+    pub use crate::routes::clusters::{ClusterPage, MAX_PAGE_SIZE, ResizeCluster};
+    pub use crate::routes::dead_letters::{DeadLetter, Replayed};
+    pub use crate::routes::regions::{PutRegion, RegionView};
+    pub use crate::routes::usage::Usage;
+    pub use contract::account::{Account, Role};
+    pub use contract::api_key::{
+        ApiKeyMetadata, ClusterAccess, CollectionAccess, CollectionRule, KeyScope,
+    };
+    pub use contract::cluster::{Cluster, ClusterConfiguration, ClusterSpec, Phase};
+    pub use contract::resources::{Capacity, NodeResources};
+}
 
 mod audit;
 mod auth;

@@ -21,7 +21,7 @@ use crate::problem::{ApiResult, Problem};
 use crate::request_id::RequestId;
 use crate::store::StoreError;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     /// 2 to 64 characters of `[a-zA-Z0-9_-]`.
@@ -132,14 +132,14 @@ pub async fn get_account(
         .map(Json)
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub role: Role,
 }
 
 /// A new token. `token` is shown only in this answer; only its hash is stored.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
     #[schema(value_type = String, format = Uuid)]
     pub id: TokenId,

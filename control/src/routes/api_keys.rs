@@ -28,7 +28,7 @@ use crate::request_id::RequestId;
 use crate::routes::clusters::{ClusterPath, load as load_cluster};
 use crate::store::{StoreError, lua, reply_status};
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// 2 to 64 characters of `[a-zA-Z0-9_-]`.
@@ -36,13 +36,13 @@ pub struct CreateApiKey {
     /// `"manage"`, `"read-only"`, or `[{"collection": "...", "access": "r" | "rw"}]`.
     pub access: KeyScope,
     /// When the key stops working (RFC 3339); omit for a key that does not expire.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
 }
 
 /// A new key: `key` appears only in this answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedApiKey {
     #[schema(value_type = String, format = Uuid)]
     pub id: KeyId,

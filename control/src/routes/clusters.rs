@@ -220,7 +220,7 @@ pub struct ListQuery {
     pub page_token: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClusterPage {
     pub clusters: Vec<Cluster>,
     /// Present when there are more clusters.
@@ -301,7 +301,7 @@ pub async fn get_cluster(
     ))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResizeCluster {
     pub configuration: ClusterConfiguration,

@@ -17,7 +17,7 @@ use crate::problem::{ApiResult, Problem};
 use crate::store::{StoreError, lua, reply_status};
 
 /// A parked command.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetter {
     /// The entry's id in the dead-letter stream; replay with it.
     pub id: String,
@@ -85,7 +85,7 @@ pub struct DeadLetterPath {
     pub id: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Replayed {
     /// The command's new id on the command stream.
     pub stream_id: String,

@@ -20,7 +20,7 @@ use crate::json::ApiJson;
 use crate::problem::{ApiResult, Problem};
 use crate::store::{StoreError, lua, reply_status};
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutRegion {
     pub driver: Driver,
@@ -35,7 +35,7 @@ pub struct RegionPath {
 }
 
 /// A region with what it holds.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RegionView {
     pub provider: String,
     pub region: String,

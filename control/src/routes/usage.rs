@@ -7,7 +7,7 @@ use axum::extract::State;
 use contract::ids::ClusterId;
 use contract::keyspace::{self, usage_fields};
 use redis::AsyncCommands;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
@@ -16,7 +16,7 @@ use crate::extract::ApiPath;
 use crate::problem::{ApiResult, Problem};
 use crate::routes::clusters::{ClusterPath, load as load_cluster};
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     #[schema(value_type = String, format = Uuid)]
     pub cluster_id: ClusterId,
