@@ -352,7 +352,7 @@ async fn collections_survive_a_restart_and_requests_are_counted() {
 }
 
 #[tokio::test]
-async fn three_nodes_form_one_cluster_through_bootstrap() {
+async fn three_nodes_form_one_cluster_and_share_collections() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     let mut http_ports = Vec::new();
@@ -417,6 +417,55 @@ async fn three_nodes_form_one_cluster_through_bootstrap() {
     assert_eq!(cluster["result"]["status"], "enabled");
     assert_eq!(cluster["result"]["peers"].as_object().unwrap().len(), 3);
     assert_eq!(cluster["result"]["raft_info"]["role"], "Leader");
+
+    // Every node holds every collection: created on the last node to join (which only knew
+    // the bootstrap peer when it joined), written on the second, read on the first.
+    let at = |i: usize, path: &str| format!("http://127.0.0.1:{}{path}", http_ports[i]);
+    let created = http
+        .put(at(2, "/collections/shared"))
+        .header("api-key", RW)
+        .json(&json!({"vectors": {"size": 2, "distance": "Dot"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let upserted = http
+        .put(at(1, "/collections/shared/points"))
+        .header("api-key", RW)
+        .json(&json!({"points": [{"id": 7, "vector": [1.0, 0.0], "payload": {"on": "node1"}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upserted.status(), 200);
+    for i in 0..3 {
+        let count: Value = http
+            .post(at(i, "/collections/shared/points/count"))
+            .header("api-key", RW)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(count["result"]["count"], 1, "node {i} did not get the point");
+    }
+    let deleted = http
+        .delete(at(0, "/collections/shared"))
+        .header("api-key", RW)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    for i in 0..3 {
+        let gone = http
+            .get(at(i, "/collections/shared"))
+            .header("api-key", RW)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 404, "node {i} still has the collection");
+    }
     for mut n in nodes {
         supervised::kill(&mut n).unwrap();
     }

@@ -1,6 +1,9 @@
 //! The p2p port: how stand-in nodes form one cluster. Real Qdrant speaks Raft over gRPC
 //! here; the double keeps only what Lyra observes: a node started with `--bootstrap` joins
-//! the bootstrap peer, and becomes ready once it has.
+//! the bootstrap peer, and becomes ready once it has; and every node holds every collection
+//! (a change is copied to all peers before it is acknowledged). The copy is the whole
+//! collection map, last writer wins: enough for a double that serves one client at a time,
+//! not a consensus protocol.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
-use super::state::Node;
+use super::state::{Collection, Node};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Join {
@@ -35,7 +38,15 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     r
 }
 
-/// `POST /join` adds a peer and answers with the whole table; `GET /peers` shows it.
+/// Every collection a node holds, sent to its peers after a change.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Replica {
+    pub from: u64,
+    pub collections: BTreeMap<String, Collection>,
+}
+
+/// `POST /join` adds a peer and answers with the whole table; `GET /peers` shows it;
+/// `POST /replicate` replaces this node's collections with a peer's.
 pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -43,6 +54,16 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Full<By
         Ok(b) => b.to_bytes(),
         Err(_) => return reply(StatusCode::BAD_REQUEST, Vec::new()),
     };
+    if method == Method::POST && path == "/replicate" {
+        let Ok(replica) = serde_json::from_slice::<Replica>(&body) else {
+            return reply(StatusCode::BAD_REQUEST, Vec::new());
+        };
+        if let Ok(mut collections) = node.collections.lock() {
+            *collections = replica.collections;
+        }
+        node.persist();
+        return reply(StatusCode::OK, Vec::new());
+    }
     if method == Method::POST && path == "/join" {
         let Ok(join) = serde_json::from_slice::<Join>(&body) else {
             return reply(StatusCode::BAD_REQUEST, Vec::new());
@@ -62,6 +83,78 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Full<By
 }
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// How long a change waits for one peer before going on without it (a stopped peer must not
+/// stall the cluster).
+const PEER_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn exchange(client: &HttpClient, request: Request<Full<Bytes>>) -> Option<Bytes> {
+    let call = async {
+        let response = client.request(request).await.ok()?;
+        if response.status() != StatusCode::OK {
+            return None;
+        }
+        Some(response.into_body().collect().await.ok()?.to_bytes())
+    };
+    tokio::time::timeout(PEER_TIMEOUT, call)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Copies this node's collections to every peer. The peer table is refreshed first from the
+/// known peers: a node that joined early learns of the nodes that joined after it from the
+/// bootstrap peer, which sees every join.
+pub async fn replicate(node: &Node) {
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let known: Vec<String> = node
+        .peers
+        .lock()
+        .map(|p| p.values().cloned().collect())
+        .unwrap_or_default();
+    for uri in known {
+        let Ok(request) = Request::get(format!("{}/peers", uri.trim_end_matches('/')))
+            .body(Full::new(Bytes::new()))
+        else {
+            continue;
+        };
+        if let Some(table) = exchange(&client, request)
+            .await
+            .and_then(|b| serde_json::from_slice::<Joined>(&b).ok())
+            && let Ok(mut peers) = node.peers.lock()
+        {
+            peers.extend(table.peers);
+        }
+    }
+    let replica = Replica {
+        from: node.peer_id,
+        collections: node
+            .collections
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default(),
+    };
+    let Ok(body) = serde_json::to_vec(&replica) else {
+        return;
+    };
+    let others: Vec<String> = node
+        .peers
+        .lock()
+        .map(|p| {
+            p.iter()
+                .filter(|(id, _)| **id != node.peer_id)
+                .map(|(_, uri)| uri.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for uri in others {
+        if let Ok(request) = Request::post(format!("{}/replicate", uri.trim_end_matches('/')))
+            .body(Full::new(Bytes::from(body.clone())))
+        {
+            let _ = exchange(&client, request).await;
+        }
+    }
+}
 
 /// One attempt to join: `None` if the bootstrap peer is not there yet or answered oddly.
 async fn try_join(client: &HttpClient, uri: &str, body: &[u8]) -> Option<Joined> {

@@ -161,7 +161,14 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Answer {
         }
     };
     let json_body = || serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-    route(&node, &grant, &method, &segments, json_body, started)
+    let answer = route(&node, &grant, &method, &segments, json_body, started);
+    // A change is on every peer before it is acknowledged, as Qdrant's consensus does for
+    // collections, so a client sees the same data whichever node it reaches next.
+    let changed = matches!(need, Need::Manage | Need::Write(_)) && answer.status().is_success();
+    if changed {
+        super::peers::replicate(&node).await;
+    }
+    answer
 }
 
 fn route(
