@@ -100,7 +100,20 @@ enum PlatformKeyCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version, and a bare group (`lyra cluster`), which shows its help.
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("{}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Commands::Dev(args) => {
             init_tracing();
@@ -149,6 +162,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command-line error as one line: clap's message and tip, without the usage block (the
+/// line says where `--help` is). Help for a bare group (`lyra cluster`) is printed by clap.
+fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut parts: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if parts.is_empty() {
+        parts.push("error: the command line is not valid");
+    }
+    format!("{} (see --help)", parts.join(" "))
 }
 
 /// Runs a client command; it prints its own answer.

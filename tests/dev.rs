@@ -1,63 +1,156 @@
-//! `lyra dev` as a newcomer runs it: everything on loopback, kept in the data directory,
-//! stopped cleanly by Ctrl-C.
+//! Lyra as a newcomer drives it: `lyra dev` in a fresh directory, then the `lyra` CLI and
+//! Qdrant clients (REST and gRPC over TLS, trusting only the dev CA) against GateKeeper.
+//! The stand-in Qdrant (a test double) is `QDRANT_BIN`.
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::https::Https;
+use common::https::{Answer, Https};
 use http_body_util::Full;
 use serde_json::{Value, json};
 use testkit::standin::standin_bin;
 use testkit::{free_port, supervised};
 
-struct Ports {
-    api: u16,
+/// A fresh working directory with `lyra dev` running in it, on free ports.
+struct Dev {
+    _dir: tempfile::TempDir,
+    /// Where the commands run: `lyra dev` keeps its data in `./.lyra` under it.
+    cwd: PathBuf,
     rest: u16,
+    grpc: u16,
+    api: u16,
+    child: Option<Child>,
 }
 
-fn dev(data: &Path, ports: &Ports) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lyra"));
-    cmd.arg("dev")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--api", &format!("127.0.0.1:{}", ports.api)])
-        .args(["--rest", &format!("127.0.0.1:{}", ports.rest)])
-        .args(["--grpc", &format!("127.0.0.1:{}", free_port().unwrap())])
-        .args([
-            "--gateway-admin",
-            &format!("127.0.0.1:{}", free_port().unwrap()),
-        ])
-        .args([
-            "--nebula-admin",
-            &format!("127.0.0.1:{}", free_port().unwrap()),
-        ])
-        .env("QDRANT_BIN", standin_bin().unwrap())
-        .env_remove("LYRA_REDIS_URL")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    supervised::spawn(cmd).unwrap()
+impl Dev {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lyra-e2e-")
+            .tempdir()
+            .unwrap();
+        let cwd = dir.path().canonicalize().unwrap();
+        Self {
+            _dir: dir,
+            cwd,
+            rest: free_port().unwrap(),
+            grpc: free_port().unwrap(),
+            api: free_port().unwrap(),
+            child: None,
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.cwd.join(".lyra")
+    }
+
+    /// Starts `lyra dev` with its defaults (data in `./.lyra`), only the ports chosen.
+    async fn start(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lyra"));
+        cmd.current_dir(&self.cwd)
+            .arg("dev")
+            .args(["--api", &format!("127.0.0.1:{}", self.api)])
+            .args(["--rest", &format!("127.0.0.1:{}", self.rest)])
+            .args(["--grpc", &format!("127.0.0.1:{}", self.grpc)])
+            .args([
+                "--gateway-admin",
+                &format!("127.0.0.1:{}", free_port().unwrap()),
+            ])
+            .args([
+                "--nebula-admin",
+                &format!("127.0.0.1:{}", free_port().unwrap()),
+            ])
+            .env("QDRANT_BIN", standin_bin().unwrap())
+            .env("RUST_LOG", "warn");
+        clean_env(&mut cmd);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        self.child = Some(supervised::spawn(cmd).unwrap());
+        // Ready when the CLI, finding everything in ./.lyra, sees the dev region.
+        let this: &Dev = self;
+        until("lyra dev is up", || async move {
+            let out = this.lyra(&["region", "list", "-q"], &[]).await;
+            out.status.success() && stdout(&out) == "local/dev"
+        })
+        .await;
+    }
+
+    /// Ctrl-C, and the exit status.
+    async fn interrupt(&mut self) {
+        let mut child = self.child.take().expect("lyra dev is running");
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(status.success(), "lyra dev after Ctrl-C: {status}");
+    }
+
+    /// Runs the CLI in the working directory, as a person at a shell there would.
+    async fn lyra(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lyra"));
+        cmd.current_dir(&self.cwd).args(args);
+        clean_env(&mut cmd);
+        cmd.envs(env.iter().copied()).stdin(Stdio::null());
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Runs the CLI and returns its stdout, failing the test with stderr if it fails.
+    async fn ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.lyra(args, env).await;
+        assert!(
+            out.status.success(),
+            "lyra {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    }
+
+    fn https(&self, grpc: bool) -> Https {
+        let ca = std::fs::read_to_string(self.data().join("ca.pem")).unwrap();
+        let (port, alpn): (u16, &[&str]) = if grpc {
+            (self.grpc, &["h2"])
+        } else {
+            (self.rest, &["h2", "http/1.1"])
+        };
+        Https::new(&ca, format!("127.0.0.1:{port}").parse().unwrap(), alpn)
+    }
 }
 
-async fn api(
-    http: &reqwest::Client,
-    token: &str,
-    method: reqwest::Method,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = http.request(method, url).bearer_auth(token);
-    if let Some(b) = body {
-        r = r.json(&b);
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = supervised::kill(&mut child);
+        }
     }
-    match r.send().await {
-        Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
-        Err(_) => (0, Value::Null),
+}
+
+/// Nothing from the test runner's environment may steer the CLI.
+fn clean_env(cmd: &mut Command) {
+    for var in [
+        "LYRA_URL",
+        "LYRA_TOKEN",
+        "LYRA_ACCOUNT",
+        "LYRA_DATA_DIR",
+        "LYRA_REGION",
+        "LYRA_CACERT",
+        "LYRA_REDIS_URL",
+    ] {
+        cmd.env_remove(var);
     }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_owned()
 }
 
 async fn until<F, Fut>(what: &str, mut f: F)
@@ -74,17 +167,24 @@ where
     panic!("timed out: {what}");
 }
 
-/// Processes whose command line mentions the data directory (redis-server's --dir, nodes).
+/// The processes `lyra dev` started for the data directory `data`: the nodes (their
+/// environment names their storage under it) and redis-server (which rewrites its command line
+/// to `redis-server 127.0.0.1:<port>`, so it is found by the port kept in `data`).
 fn processes_of(data: &Path) -> Vec<u32> {
     let needle = data.display().to_string();
+    let redis_title = std::fs::read_to_string(data.join("redis.port"))
+        .map(|p| format!("redis-server 127.0.0.1:{}", p.trim()))
+        .unwrap();
     let mut pids: Vec<u32> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| testkit::procs::alive(*pid))
         .filter(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
             let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            String::from_utf8_lossy(&cmd).contains(&needle)
+            cmd.contains(&needle)
+                || cmd.starts_with(&redis_title)
                 || String::from_utf8_lossy(&env).contains(&needle)
         })
         .collect();
@@ -93,156 +193,512 @@ fn processes_of(data: &Path) -> Vec<u32> {
     pids
 }
 
-async fn interrupt(mut child: Child) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(pid, libc::SIGINT) };
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
+/// A REST call through GateKeeper to the cluster's endpoint.
+async fn rest(
+    client: &Https,
+    endpoint: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> Answer {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("https://{endpoint}:{port}{path}"))
+        .header("api-key", key)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))
         .unwrap();
-    assert!(status.success(), "lyra dev after Ctrl-C: {status}");
+    client.send(request).await.unwrap()
+}
+
+/// A unary gRPC call whose message names `collection` (field 1, as Qdrant's requests do).
+async fn grpc(
+    client: &Https,
+    endpoint: &str,
+    port: u16,
+    method: &str,
+    collection: &str,
+    key: &str,
+) -> Answer {
+    let mut message = vec![0x0a, u8::try_from(collection.len()).unwrap()];
+    message.extend_from_slice(collection.as_bytes());
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+    let request = http::Request::post(format!("https://{endpoint}:{port}/qdrant.{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("api-key", key)
+        .body(Full::new(Bytes::from(frame)))
+        .unwrap();
+    client.send(request).await.unwrap()
+}
+
+/// The status of a gRPC answer: a trailers-only refusal carries it in the headers; an
+/// answered call (the stand-in echoes the message) is OK.
+fn grpc_status(a: &Answer) -> &str {
+    assert_eq!(a.status, 200, "gRPC answers are HTTP 200");
+    a.headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(if a.body.is_empty() { "none" } else { "0" })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn from_a_fresh_data_dir_to_a_query_and_back_after_a_restart() {
-    let data = tempfile::Builder::new()
-        .prefix("lyra-dev-")
-        .tempdir()
-        .unwrap();
-    let data = data.path().join("data");
-    let ports = Ports {
-        api: free_port().unwrap(),
-        rest: free_port().unwrap(),
-    };
-    let base = format!("http://127.0.0.1:{}", ports.api);
-    let http = reqwest::Client::new();
-
-    let child = dev(&data, &ports);
-    until("the dev region is registered", || {
-        let (http, base, data) = (http.clone(), base.clone(), data.clone());
-        async move {
-            let Ok(token) = std::fs::read_to_string(data.join("operator.token")) else {
-                return false;
-            };
-            let (s, regions) = api(
-                &http,
-                token.trim(),
-                reqwest::Method::GET,
-                format!("{base}/api/v1/regions"),
-                None,
-            )
-            .await;
-            s == 200 && regions.as_array().is_some_and(|r| !r.is_empty())
-        }
-    })
-    .await;
+async fn a_newcomer_drives_a_three_node_cluster_from_the_cli() {
+    let mut dev = Dev::new();
+    dev.start().await;
+    let data = dev.data();
     for f in ["platform.key", "operator.token", "ca.key"] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(data.join(f)).unwrap().permissions(),
         );
         assert_eq!(mode & 0o077, 0, "{f} is readable by others");
     }
-    let operator = std::fs::read_to_string(data.join("operator.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let (_, account) = api(
-        &http,
-        &operator,
-        reqwest::Method::POST,
-        format!("{base}/api/v1/accounts"),
-        Some(json!({"name": "newcomer"})),
-    )
-    .await;
-    let account = account["id"].as_str().unwrap().to_owned();
-    let clusters = format!("{base}/api/v1/accounts/{account}/clusters");
-    let spec = json!({"name": "first", "cloud_provider": "local", "cloud_region": "dev",
-        "configuration": {"num_nodes": 1, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}});
-    let (s, cluster) = api(
-        &http,
-        &operator,
-        reqwest::Method::POST,
-        clusters.clone(),
-        Some(spec),
-    )
-    .await;
-    assert_eq!(s, 202);
-    let id = cluster["id"].as_str().unwrap().to_owned();
-    until("HEALTHY", || {
-        let (http, operator, url) = (http.clone(), operator.clone(), format!("{clusters}/{id}"));
-        async move {
-            api(&http, &operator, reqwest::Method::GET, url, None)
-                .await
-                .1["phase"]
-                == "HEALTHY"
-        }
-    })
-    .await;
-    let (_, key) = api(
-        &http,
-        &operator,
-        reqwest::Method::POST,
-        format!("{clusters}/{id}/api-keys"),
-        Some(json!({"name": "k1", "access": "manage"})),
-    )
-    .await;
-    let key = key["key"].as_str().unwrap().to_owned();
 
-    let query = |ca: String| {
-        let (key, url) = (
-            key.clone(),
-            format!(
-                "https://{id}.dev.local.localhost:{}/collections",
-                ports.rest
-            ),
-        );
+    // The operator (the dev token, found in ./.lyra) makes an account and an admin token for
+    // it; from then on the account's own token is used, as a tenant would.
+    let account = dev.ok(&["account", "create", "acme", "-q"], &[]).await;
+    let token = dev
+        .ok(&["token", "create", "--role", "admin", "-q"], &[])
+        .await;
+    assert!(token.starts_with("lyra_at_"), "{token}");
+    let me = [("LYRA_TOKEN", token.as_str())];
+    let listed: Value =
+        serde_json::from_str(&dev.ok(&["account", "list", "--json"], &me).await).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], account.as_str());
+
+    let created = dev
+        .lyra(
+            &[
+                "cluster", "create", "demo", "--nodes", "3", "--wait", "--json",
+            ],
+            &me,
+        )
+        .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let cluster: Value = serde_json::from_str(&stdout(&created)).unwrap();
+    assert_eq!(cluster["phase"], "HEALTHY");
+    assert!(
+        stderr(&created).lines().any(|l| l.ends_with("HEALTHY")),
+        "--wait showed its progress: {}",
+        stderr(&created)
+    );
+    let id = cluster["id"].as_str().unwrap().to_owned();
+    let endpoint = cluster["endpoint"].as_str().unwrap().to_owned();
+    assert_eq!(endpoint, format!("{id}.dev.local.localhost"));
+    let nodes_dir = data.join("nodes").join(&id);
+    assert_eq!(testkit::procs::qdrant_nodes_under(&nodes_dir).len(), 3);
+    let table = dev.ok(&["cluster", "list"], &me).await;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("HEALTHY") && l.contains("demo")),
+        "{table}"
+    );
+
+    let manage = dev
+        .ok(
+            &[
+                "key", "create", "demo", "--name", "admin", "--access", "manage", "-q",
+            ],
+            &me,
+        )
+        .await;
+    let reader = dev
+        .ok(
+            &[
+                "key",
+                "create",
+                "demo",
+                "--name",
+                "reader",
+                "--access",
+                "read-only",
+                "--expires",
+                "30d",
+                "-q",
+            ],
+            &me,
+        )
+        .await;
+    let shop = dev
+        .ok(
+            &[
+                "key",
+                "create",
+                "demo",
+                "--name",
+                "shop",
+                "--collection",
+                "products:rw",
+                "--collection",
+                "reviews:r",
+                "-q",
+            ],
+            &me,
+        )
+        .await;
+    let keys: Value =
+        serde_json::from_str(&dev.ok(&["key", "list", "demo", "--json"], &me).await).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 3);
+    let listing = keys.to_string();
+    for secret in [&manage, &reader, &shop] {
+        assert!(!listing.contains(secret.as_str()), "a key was listed");
+    }
+
+    // REST over TLS, trusting only the dev CA.
+    let web = dev.https(false);
+    let port = dev.rest;
+    let call = |method: &'static str, path: &str, key: String, body: Option<Value>| {
+        let (web, endpoint, path) = (&web, endpoint.clone(), path.to_owned());
         async move {
-            let client = Https::new(
-                &ca,
-                format!("127.0.0.1:{}", ports.rest).parse().unwrap(),
-                &["h2", "http/1.1"],
-            );
-            let req = http::Request::get(url)
-                .header("api-key", key)
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            client.send(req).await.map(|a| a.status).unwrap_or(0)
+            rest(web, &endpoint, port, method, &path, &key, body)
+                .await
+                .status
         }
     };
-    let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
-    until("a query through GateKeeper", || {
-        let q = query(ca.clone());
-        async move { q.await == 200 }
+    until("the route reaches the gateway", || {
+        call("GET", "/collections", manage.clone(), None).then_eq(200)
     })
     .await;
-    assert!(
-        processes_of(&data).len() >= 2,
-        "redis-server and a node run"
+    for c in ["products", "reviews", "secret"] {
+        let vectors = Some(json!({"vectors": {"size": 2, "distance": "Dot"}}));
+        let status = call("PUT", &format!("/collections/{c}"), manage.clone(), vectors).await;
+        assert_eq!(status, 200, "manage creates {c}");
+    }
+    let points =
+        || Some(json!({"points": [{"id": 1, "vector": [1.0, 0.0], "payload": {"sku": "a"}}]}));
+    let search = || Some(json!({"vector": [1.0, 0.0], "limit": 3}));
+    // Read-only: reads anything, writes nothing.
+    assert_eq!(call("GET", "/collections", reader.clone(), None).await, 200);
+    assert_eq!(
+        call(
+            "POST",
+            "/collections/products/points/search",
+            reader.clone(),
+            search()
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        call(
+            "PUT",
+            "/collections/products/points",
+            reader.clone(),
+            points()
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        call("PUT", "/collections/other", reader.clone(), None).await,
+        403
+    );
+    // Collection-scoped: products read-write, reviews read-only, nothing else.
+    assert_eq!(
+        call(
+            "PUT",
+            "/collections/products/points",
+            shop.clone(),
+            points()
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        call(
+            "POST",
+            "/collections/reviews/points/search",
+            shop.clone(),
+            search()
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        call("PUT", "/collections/reviews/points", shop.clone(), points()).await,
+        403
+    );
+    assert_eq!(
+        call("GET", "/collections/secret", shop.clone(), None).await,
+        403
+    );
+    assert_eq!(
+        call("DELETE", "/collections/products", shop.clone(), None).await,
+        403
+    );
+    // The node behind saw the key's own JWT: it lists only the key's collections.
+    let seen = rest(&web, &endpoint, port, "GET", "/collections", &shop, None).await;
+    let mut names: Vec<String> =
+        serde_json::from_str::<Value>(&seen.body).unwrap()["result"]["collections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect();
+    names.sort();
+    assert_eq!(names, ["products", "reviews"]);
+    // The point written through one node is read through the others (three reads, round robin).
+    for _ in 0..3 {
+        let counted = rest(
+            &web,
+            &endpoint,
+            port,
+            "POST",
+            "/collections/products/points/count",
+            &reader,
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(
+            serde_json::from_str::<Value>(&counted.body).unwrap()["result"]["count"],
+            1
+        );
+    }
+
+    // gRPC over TLS (h2): the node's own credential rules apply behind the gateway.
+    let g = dev.https(true);
+    let gp = dev.grpc;
+    assert_eq!(
+        grpc_status(&grpc(&g, &endpoint, gp, "Points/Upsert", "products", &manage).await),
+        "0"
+    );
+    assert_eq!(
+        grpc_status(&grpc(&g, &endpoint, gp, "Points/Search", "products", &reader).await),
+        "0"
+    );
+    assert_eq!(
+        grpc_status(&grpc(&g, &endpoint, gp, "Points/Upsert", "products", &reader).await),
+        "7"
+    );
+    assert_eq!(
+        grpc_status(&grpc(&g, &endpoint, gp, "Points/Search", "reviews", &shop).await),
+        "0"
+    );
+    assert_eq!(
+        grpc_status(&grpc(&g, &endpoint, gp, "Points/Upsert", "reviews", &shop).await),
+        "7"
+    );
+    assert_eq!(
+        grpc_status(&grpc(&g, &endpoint, gp, "Points/Search", "secret", &shop).await),
+        "7"
+    );
+    assert_eq!(
+        grpc_status(
+            &grpc(
+                &g,
+                &endpoint,
+                gp,
+                "Points/Search",
+                "products",
+                "lyra_nonsense"
+            )
+            .await
+        ),
+        "16"
     );
 
-    // Ctrl-C leaves nothing behind.
-    interrupt(child).await;
+    // Ctrl-C: nothing of the data directory keeps running.
     assert!(
-        processes_of(&data).is_empty(),
-        "orphans: {:?}",
+        processes_of(&data).len() == 4,
+        "redis-server and 3 nodes run: {:?}",
         processes_of(&data)
     );
+    dev.interrupt().await;
+    assert_eq!(
+        processes_of(&data),
+        Vec::<u32>::new(),
+        "orphans after Ctrl-C"
+    );
 
-    // A restart on the same data dir: the same cluster and key work, nothing provisioned twice.
-    let child = dev(&data, &ports);
-    until("the key works again after a restart", || {
-        let ca = ca.clone();
-        let q = query(ca);
-        async move { q.await == 200 }
+    // A restart on the same directory: the cluster and its keys work, nothing provisioned twice.
+    dev.start().await;
+    let web = dev.https(false);
+    let call = |key: String| {
+        let (web, endpoint) = (&web, endpoint.clone());
+        async move {
+            rest(
+                web,
+                &endpoint,
+                port,
+                "GET",
+                "/collections/products",
+                &key,
+                None,
+            )
+            .await
+            .status
+        }
+    };
+    until("the manage key works after the restart", || {
+        call(manage.clone()).then_eq(200)
     })
     .await;
+    assert_eq!(call(shop.clone()).await, 200);
     assert_eq!(
-        testkit::procs::qdrant_nodes_under(&data.join("nodes").join(&id)).len(),
-        1
+        testkit::procs::qdrant_nodes_under(&nodes_dir).len(),
+        3,
+        "provisioned twice"
     );
-    interrupt(child).await;
-    assert!(
-        processes_of(&data).is_empty(),
+    let got: Value =
+        serde_json::from_str(&dev.ok(&["cluster", "get", "demo", "--json"], &me).await).unwrap();
+    assert_eq!(got["phase"], "HEALTHY");
+
+    // Revoke: refused from then on, on both ports.
+    let key_id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "admin")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    dev.ok(&["key", "revoke", "demo", &key_id], &me).await;
+    until("the revoked key is refused", || {
+        call(manage.clone()).then_eq(401)
+    })
+    .await;
+    let g = dev.https(true);
+    assert_eq!(
+        grpc_status(&grpc(&g, &endpoint, gp, "Points/Search", "products", &manage).await),
+        "16"
+    );
+    assert_eq!(call(reader.clone()).await, 200, "other keys still work");
+
+    // Delete: processes, storage and route gone.
+    let deleted = dev
+        .lyra(&["cluster", "delete", "demo", "--wait", "-q"], &me)
+        .await;
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert_eq!(stdout(&deleted), id);
+    assert!(testkit::procs::qdrant_nodes_under(&nodes_dir).is_empty());
+    assert!(!nodes_dir.exists(), "storage left behind");
+    let redis_port = std::fs::read_to_string(data.join("redis.port")).unwrap();
+    let redis = redis::Client::open(format!("redis://127.0.0.1:{}/", redis_port.trim())).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let route: bool = redis::cmd("HEXISTS")
+        .arg(contract::keyspace::routes())
+        .arg(&id)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!route, "the route is still stored");
+    until("the gateway forgot the host", || {
+        call(reader.clone()).then_eq(404)
+    })
+    .await;
+
+    dev.interrupt().await;
+    assert_eq!(
+        processes_of(&data),
+        Vec::<u32>::new(),
         "orphans after the second stop"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
+    let mut dev = Dev::new();
+    dev.start().await;
+    dev.ok(&["account", "create", "acme"], &[]).await;
+
+    let one_line = |out: &Output, code: i32, says: &str| {
+        let err = stderr(out);
+        assert_eq!(out.status.code(), Some(code), "exit code for: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(err.contains(says), "{err:?} does not say {says:?}");
+        assert!(out.stdout.is_empty(), "nothing on stdout");
+    };
+
+    let wrong = "lyra_at_this-token-does-not-exist-anywhere";
+    let out = dev
+        .lyra(&["cluster", "list"], &[("LYRA_TOKEN", wrong)])
+        .await;
+    one_line(&out, 1, "refused the token");
+    assert!(!stderr(&out).contains(wrong), "the token was echoed");
+
+    let unknown = "7d0f3c2e-1b4a-4c5d-8e9f-0a1b2c3d4e5f";
+    one_line(
+        &dev.lyra(&["cluster", "get", unknown], &[]).await,
+        1,
+        "cluster not found",
+    );
+    one_line(
+        &dev.lyra(&["key", "list", "nosuch"], &[]).await,
+        1,
+        "no cluster is named \"nosuch\"",
+    );
+    one_line(
+        &dev.lyra(&["cluster", "create", "x", "--nodes", "0"], &[])
+            .await,
+        1,
+        "configuration.num_nodes: must be between 1 and 100",
+    );
+    one_line(
+        &dev.lyra(
+            &["cluster", "create", "ok-name", "--region", "mars/base"],
+            &[],
+        )
+        .await,
+        1,
+        "cloud_provider",
+    );
+    one_line(
+        &dev.lyra(&["clustr", "list"], &[]).await,
+        2,
+        "unrecognized subcommand",
+    );
+    one_line(&dev.lyra(&["cluster", "create"], &[]).await, 2, "<NAME>");
+    one_line(
+        &dev.lyra(&["cluster", "create", "x", "--memory", "1G"], &[])
+            .await,
+        2,
+        "Mi, Gi, Ti",
+    );
+    one_line(
+        &dev.lyra(&["key", "create", "x", "--name", "k"], &[]).await,
+        2,
+        "--access",
+    );
+    one_line(
+        &dev.lyra(&["key", "revoke", "x", "not-a-uuid"], &[]).await,
+        2,
+        "not-a-uuid",
+    );
+    let nowhere = format!("http://127.0.0.1:{}", free_port().unwrap());
+    one_line(
+        &dev.lyra(&["region", "list"], &[("LYRA_URL", &nowhere)])
+            .await,
+        1,
+        "cannot reach Orion",
+    );
+
+    // None of it changed anything.
+    let clusters = dev.ok(&["cluster", "list", "--json"], &[]).await;
+    assert_eq!(serde_json::from_str::<Value>(&clusters).unwrap(), json!([]));
+    dev.interrupt().await;
+}
+
+/// `future.then_eq(x)`: whether the future's output equals `x`, for `until`.
+trait ThenEq<T> {
+    fn then_eq(self, expected: T) -> impl std::future::Future<Output = bool>;
+}
+
+impl<F, T> ThenEq<T> for F
+where
+    F: std::future::Future<Output = T>,
+    T: PartialEq,
+{
+    async fn then_eq(self, expected: T) -> bool {
+        self.await == expected
+    }
 }

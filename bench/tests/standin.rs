@@ -448,7 +448,10 @@ async fn three_nodes_form_one_cluster_and_share_collections() {
             .json()
             .await
             .unwrap();
-        assert_eq!(count["result"]["count"], 1, "node {i} did not get the point");
+        assert_eq!(
+            count["result"]["count"], 1,
+            "node {i} did not get the point"
+        );
     }
     let deleted = http
         .delete(at(0, "/collections/shared"))
