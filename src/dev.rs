@@ -91,7 +91,19 @@ fn start_redis(data: &Path) -> Result<(Child, String), String> {
     })?
     .parse()
     .map_err(|_| "redis.port in the data directory is not a port".to_owned())?;
-    let child = Command::new("redis-server")
+    let mut command = Command::new("redis-server");
+    // SAFETY: prctl(2) only, between fork and exec. Redis gets SIGTERM (a clean shutdown: the
+    // AOF is fsynced on every write) when `lyra dev` dies, even by SIGKILL, so a killed dev
+    // never leaves a Redis holding the port the next start needs.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
         .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
         .args(["--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction"])
         .arg("--dir")

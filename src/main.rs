@@ -38,7 +38,8 @@ struct Cli {
 enum Commands {
     /// Run the whole platform on this machine: Redis, Orion, Nebula and GateKeeper on loopback.
     ///
-    /// Example: `QDRANT_BIN=/usr/local/bin/qdrant lyra dev` (stop with Ctrl-C)
+    /// Example: `QDRANT_BIN=/usr/local/bin/qdrant lyra dev` (stop with Ctrl-C). Logs only
+    /// warnings unless RUST_LOG says otherwise (e.g. RUST_LOG=info).
     Dev(dev::DevArgs),
     /// Run Orion, the control API (accounts, regions, clusters, API keys).
     ///
@@ -58,19 +59,31 @@ enum Commands {
     #[command(subcommand)]
     PlatformKey(PlatformKeyCommand),
     /// Accounts: the tenants that own clusters.
-    #[command(display_order = 10)]
+    #[command(
+        display_order = 10,
+        after_help = "Example:\n  lyra account create acme"
+    )]
     Account(Group<AccountCommand>),
     /// Account tokens: the credentials an account's people and scripts use with Orion.
-    #[command(display_order = 11)]
+    #[command(
+        display_order = 11,
+        after_help = "Example:\n  export LYRA_TOKEN=$(lyra token create --account acme --role admin -q)"
+    )]
     Token(Group<TokenCommand>),
     /// Regions: where clusters run, with which driver and how much capacity.
-    #[command(display_order = 12)]
+    #[command(display_order = 12, after_help = "Example:\n  lyra region list")]
     Region(Group<RegionCommand>),
     /// Qdrant clusters: create, list, get, resize, delete, wait.
-    #[command(display_order = 13)]
+    #[command(
+        display_order = 13,
+        after_help = "Example:\n  lyra cluster create demo --nodes 3 --wait"
+    )]
     Cluster(Group<ClusterCommand>),
     /// API keys for a cluster: create (shown once), list, revoke.
-    #[command(display_order = 14)]
+    #[command(
+        display_order = 14,
+        after_help = "Example:\n  lyra key create demo --name app --access manage"
+    )]
     Key(Group<KeyCommand>),
     /// What the gateways counted for a cluster: requests, bytes in and out.
     #[command(display_order = 15)]
@@ -79,7 +92,7 @@ enum Commands {
     #[command(display_order = 16)]
     Audit(client::audit::AuditArgs),
     /// Commands Nebula gave up on: list and replay (operator token).
-    #[command(display_order = 17)]
+    #[command(display_order = 17, after_help = "Example:\n  lyra dead-letter list")]
     DeadLetter(Group<DeadLetterCommand>),
 }
 
@@ -116,7 +129,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Commands::Dev(args) => {
-            init_tracing();
+            // Warnings only, so the banner stands out; RUST_LOG=info shows the services' logs.
+            init_tracing_at("warn");
             dev::run(args).map(|_| String::new())
         }
         Commands::Orion(config) => serve(|shutdown| control::run(config, shutdown)),
@@ -191,8 +205,13 @@ fn client_command(
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
 fn init_tracing() {
+    init_tracing_at("info");
+}
+
+/// Logs to stderr at `default` unless `RUST_LOG` says otherwise.
+fn init_tracing_at(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

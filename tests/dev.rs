@@ -123,8 +123,20 @@ impl Dev {
 }
 
 impl Drop for Dev {
+    /// A failed test still stops `lyra dev` with Ctrl-C, so that it stops its nodes (a
+    /// killed dev leaves them running, on purpose: the next start adopts them).
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: kill(2) on our own child, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+            for _ in 0..200 {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = supervised::kill(&mut child);
         }
     }
@@ -682,9 +694,41 @@ async fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
         "cannot reach Orion",
     );
 
-    // None of it changed anything.
-    let clusters = dev.ok(&["cluster", "list", "--json"], &[]).await;
-    assert_eq!(serde_json::from_str::<Value>(&clusters).unwrap(), json!([]));
+    // A wait that ends without the cluster healthy says why, and exits 1.
+    let out = dev
+        .lyra(
+            &[
+                "cluster",
+                "create",
+                "huge",
+                "--nodes",
+                "100",
+                "--wait",
+                "--timeout",
+                "1s",
+                "-q",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.starts_with("error: ") && last.contains("still PENDING: waiting for capacity"),
+        "{last}"
+    );
+    dev.ok(&["cluster", "delete", "huge"], &[]).await;
+
+    // None of the refused commands changed anything.
+    let clusters: Value =
+        serde_json::from_str(&dev.ok(&["cluster", "list", "--json"], &[]).await).unwrap();
+    let names: Vec<&str> = clusters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["huge"], "only the cluster that was accepted");
     dev.interrupt().await;
 }
 
