@@ -264,6 +264,7 @@ fn serve(
         cluster_burst: 40_000,
         max_in_flight: 1024,
         resync_secs: 60,
+        bench_without_auth: false,
     };
 
     let local = provisioner::local_driver(&nebula);

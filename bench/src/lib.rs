@@ -5,7 +5,9 @@
 //! environment for ports, keys and cluster bootstrap, and answers like Qdrant 1.18.3 as
 //! recorded in `shared/QDRANT-FACTS.md`. The product runs real Qdrant.
 //!
-//! The load harness arrives with the benchmarks issue; micro-benchmarks live beside the code
-//! they measure (`cargo bench -p contract` measures API-key verification).
+//! [`harness`] is the benchmark harness (`cargo run --release -p bench -- <scenario>`):
+//! GateKeeper next to nginx and HAProxy, the control plane, the route table at scale.
+//! Micro-benchmarks live beside the code they measure (`cargo bench -p gateway`).
 
+pub mod harness;
 pub mod standin;

@@ -57,10 +57,78 @@ pub struct GatekeeperConfig {
     /// Full resync from Redis this often (seconds), on top of every reconnect.
     #[arg(long, env = "LYRA_RESYNC_SECS", default_value_t = 60)]
     pub resync_secs: u64,
+
+    /// For the benchmark harness only: skip key checks, scopes and limits, and send every
+    /// request to its cluster with the read-write credential, to measure what they cost.
+    /// Refused unless every listener is on loopback. Hidden from --help on purpose.
+    #[arg(
+        long,
+        env = "LYRA_BENCH_WITHOUT_AUTH",
+        hide = true,
+        default_value_t = false
+    )]
+    pub bench_without_auth: bool,
 }
 
 impl GatekeeperConfig {
     pub fn resync_every(&self) -> Duration {
         Duration::from_secs(self.resync_secs.max(1))
+    }
+
+    /// Why this configuration must not start, if it must not.
+    pub fn refusal(&self) -> Option<String> {
+        let listeners = [
+            Some(self.rest_listen),
+            Some(self.grpc_listen),
+            self.plain_listen,
+            Some(self.admin_listen),
+        ];
+        let exposed = listeners.iter().flatten().any(|a| !a.ip().is_loopback());
+        (self.bench_without_auth && exposed).then(|| {
+            "LYRA_BENCH_WITHOUT_AUTH serves every cluster without keys: it is allowed only when \
+             every listener is on loopback"
+                .to_owned()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        config: GatekeeperConfig,
+    }
+
+    fn parse(args: &[&str]) -> GatekeeperConfig {
+        let mut argv = vec![
+            "gatekeeper",
+            "--master-key",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ];
+        argv.extend_from_slice(args);
+        Wrapper::parse_from(argv).config
+    }
+
+    #[test]
+    fn serving_without_auth_is_refused_off_loopback() {
+        assert!(parse(&[]).refusal().is_none());
+        assert!(
+            parse(&["--bench-without-auth"]).refusal().is_none(),
+            "loopback defaults"
+        );
+        let exposed = parse(&["--bench-without-auth", "--rest-listen", "0.0.0.0:6333"]);
+        assert!(exposed.refusal().is_some_and(|r| r.contains("loopback")));
+        let plain = parse(&["--bench-without-auth", "--plain-listen", "10.0.0.1:8080"]);
+        assert!(plain.refusal().is_some());
+        assert!(
+            parse(&["--rest-listen", "0.0.0.0:6333"])
+                .refusal()
+                .is_none()
+        );
     }
 }

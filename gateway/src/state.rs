@@ -42,6 +42,12 @@ pub enum StateError {
 
 impl GatewayState {
     pub fn new(config: GatekeeperConfig) -> Result<Self, StateError> {
+        if let Some(why) = config.refusal() {
+            return Err(StateError::Config(why));
+        }
+        if config.bench_without_auth {
+            tracing::warn!("LYRA_BENCH_WITHOUT_AUTH: keys, scopes and limits are NOT checked");
+        }
         let keyring = config
             .platform
             .keyring()

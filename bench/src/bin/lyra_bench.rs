@@ -1,0 +1,126 @@
+//! `cargo run --release -p bench -- <scenario>`: the benchmark harness (see `bench::harness`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bench::harness::scenarios::{self, Ctx, Scenario};
+use bench::harness::{Options, procs};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "lyra-bench",
+    about = "GateKeeper side by side with nginx and HAProxy, the control plane under load, and the scale of the route table",
+    after_help = "Examples:\n  cargo build --release -p lyra -p bench --bins\n  cargo run --release -p bench -- throughput\n  cargo run --release -p bench -- all --rounds 5 --seconds 10"
+)]
+struct Args {
+    /// Which scenario; `all` runs the eight in order.
+    #[arg(value_enum)]
+    scenario: Choice,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Unrecorded warm-up seconds before each run.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Interleaved rounds (A B C A B C ...); medians and spreads are over rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Revocation trials.
+    #[arg(long, default_value_t = 100)]
+    trials: usize,
+    /// Routes fed to a gateway in the scale scenario.
+    #[arg(long, default_value_t = 100_000)]
+    routes: usize,
+    /// Revoked keys fed to a gateway in the scale scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    revoked: usize,
+    /// Where the JSON, Markdown and charts go.
+    #[arg(long, default_value = "target/lyra-bench")]
+    out: PathBuf,
+    /// A second or so per scenario, to check the harness works (not how fast anything is).
+    #[arg(long)]
+    smoke: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Choice {
+    All,
+    Throughput,
+    Latency,
+    Tls,
+    Grpc,
+    Auth,
+    Revocation,
+    Control,
+    Scale,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let opts = if args.smoke {
+        Options::smoke(args.out.clone())
+    } else {
+        Options {
+            seconds: args.seconds,
+            warmup: args.warmup,
+            rounds: args.rounds.max(1),
+            connections: args.connections.max(1),
+            trials: args.trials.max(1),
+            routes: args.routes,
+            revoked: args.revoked,
+            out: args.out.clone(),
+        }
+    };
+    let chosen: Vec<Scenario> = match args.scenario {
+        Choice::All => Scenario::ALL.to_vec(),
+        Choice::Throughput => vec![Scenario::Throughput],
+        Choice::Latency => vec![Scenario::Latency],
+        Choice::Tls => vec![Scenario::Tls],
+        Choice::Grpc => vec![Scenario::Grpc],
+        Choice::Auth => vec![Scenario::Auth],
+        Choice::Revocation => vec![Scenario::Revocation],
+        Choice::Control => vec![Scenario::Control],
+        Choice::Scale => vec![Scenario::Scale],
+    };
+    let pinning = procs::Pinning::detect();
+    // The harness (load generator) runs where the upstream and Redis run, not on the proxy's CPU.
+    if let Err(e) = procs::pin_current_thread(pinning.rest) {
+        eprintln!("warning: {e}");
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let ctx = Ctx::new(opts.clone(), pinning).await?;
+        let mut written = Vec::new();
+        for scenario in chosen {
+            let report = scenarios::run(scenario, &ctx).await?;
+            println!("{}", report.markdown());
+            written.extend(report.write(&opts.out)?);
+        }
+        Ok::<_, bench::harness::HarnessError>(written)
+    });
+    match result {
+        Ok(files) => {
+            for f in files {
+                eprintln!("wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

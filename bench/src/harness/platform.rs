@@ -1,0 +1,512 @@
+//! The Lyra side of a run: the real `lyra` binaries (Orion, Nebula with the local driver,
+//! GateKeeper) on a real Redis, with one stand-in Qdrant node (a test double) as the upstream
+//! every peer shares.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use contract::ids::ClusterId;
+use contract::keyscheme::SecretKind;
+use contract::route::RouteRecord;
+use contract::seal::Keyring;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use testkit::{RedisServer, free_port};
+
+use super::HarnessError;
+use super::procs::{self, Pinning};
+
+/// What the upstream node answers on, and the credential a proxy must send it.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub rest: SocketAddr,
+    pub grpc: SocketAddr,
+    /// The node's read-write API key (what GateKeeper sends for a manage key).
+    pub api_key: String,
+}
+
+pub struct Lyra {
+    pub work: TempDir,
+    pub redis: RedisServer,
+    pub lyra_bin: PathBuf,
+    pub master_key: String,
+    pub operator: String,
+    pub api: String,
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    pub account: String,
+    pub token: String,
+    pub cluster: ClusterId,
+    /// `<cluster>.dev.local.localhost`: the Host every peer routes on.
+    pub host: String,
+    pub key: String,
+    pub upstream: Upstream,
+    pub http: reqwest::Client,
+    pub pinning: Pinning,
+    _orion: Child,
+    _nebula: Child,
+}
+
+/// A running `lyra gatekeeper`.
+pub struct Gatekeeper {
+    pub child: Child,
+    pub plain: u16,
+    pub rest: u16,
+    pub grpc: u16,
+    pub admin: u16,
+}
+
+impl Gatekeeper {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Gatekeeper {
+    fn drop(&mut self) {
+        let _ = testkit::supervised::kill(&mut self.child);
+    }
+}
+
+fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> HarnessError + '_ {
+    move |e| HarnessError::Setup(format!("{what}: {e}"))
+}
+
+impl Lyra {
+    /// Starts Redis, Orion and Nebula, registers `local/dev`, and creates one 1-node cluster
+    /// with a manage key; the node is the upstream every peer uses.
+    pub async fn start(pinning: Pinning) -> Result<Self, HarnessError> {
+        let lyra_bin = procs::sibling_binary("lyra", "LYRA_BIN")?;
+        let standin = testkit::standin::standin_bin().map_err(setup("qdrant-standin"))?;
+        let work = tempfile::Builder::new()
+            .prefix("lyra-bench-")
+            .tempdir()
+            .map_err(setup("temp dir"))?;
+        let redis = RedisServer::start().map_err(setup("redis-server"))?;
+        let (_, master) = contract::seal::PlatformKey::generate().map_err(setup("platform key"))?;
+        let master_key = master.to_string();
+        let operator = contract::account::generate_token()
+            .map_err(setup("operator token"))?
+            .to_string();
+        // One CA for everyone: GateKeeper's region certificate and the peers' come from it.
+        let ca = certs::ca::PlatformCa::generate().map_err(setup("CA"))?;
+        let (ca_cert, ca_key) = (work.path().join("ca.pem"), work.path().join("ca.key"));
+        std::fs::write(&ca_cert, ca.cert_pem()).map_err(setup("ca.pem"))?;
+        std::fs::write(&ca_key, ca.key_pem().as_bytes()).map_err(setup("ca.key"))?;
+
+        let orion_port = free_port().map_err(setup("port"))?;
+        let mut orion = Command::new(&lyra_bin);
+        orion
+            .args(["orion", "--listen", &format!("127.0.0.1:{orion_port}")])
+            .arg("--ca-cert")
+            .arg(&ca_cert)
+            .arg("--ca-key")
+            .arg(&ca_key)
+            .env("LYRA_REDIS_URL", redis.url())
+            .env("LYRA_MASTER_KEY", &master_key)
+            .env("LYRA_OPERATOR_TOKEN", &operator)
+            .env("RUST_LOG", "warn");
+        let orion = procs::spawn(orion, pinning.rest, &work.path().join("orion.log"))?;
+        let mut nebula = Command::new(&lyra_bin);
+        nebula
+            .arg("nebula")
+            .args([
+                "--admin-listen",
+                &format!("127.0.0.1:{}", free_port().map_err(setup("port"))?),
+            ])
+            .env("LYRA_REDIS_URL", redis.url())
+            .env("LYRA_MASTER_KEY", &master_key)
+            .env("LYRA_DATA_DIR", work.path().join("nodes"))
+            .env("QDRANT_BIN", &standin)
+            .env("RUST_LOG", "warn");
+        let nebula = procs::spawn(nebula, pinning.rest, &work.path().join("nebula.log"))?;
+        let api = format!("http://127.0.0.1:{orion_port}");
+        let http = reqwest::Client::new();
+        procs::until("Orion ready", Duration::from_secs(30), || {
+            let (http, url) = (http.clone(), format!("{api}/readyz"));
+            async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await?;
+
+        let call = Caller {
+            http: &http,
+            api: &api,
+        };
+        call.json(&operator, "PUT", "/api/v1/regions/local/dev",
+            Some(json!({"driver": "local", "capacity": {"nodes": 100_000, "cpu": 100_000_000u64, "memory": 100_000_000u64, "disk": 100_000_000u64}}))).await?;
+        let account = call
+            .json(
+                &operator,
+                "POST",
+                "/api/v1/accounts",
+                Some(json!({"name": "bench"})),
+            )
+            .await?;
+        let account = field(&account, "id")?;
+        let token = call
+            .json(
+                &operator,
+                "POST",
+                &format!("/api/v1/accounts/{account}/tokens"),
+                Some(json!({"role": "admin"})),
+            )
+            .await?;
+        let token = field(&token, "token")?;
+        let cluster = call
+            .json(&token, "POST", &format!("/api/v1/accounts/{account}/clusters"), Some(json!({
+                "name": "bench", "cloud_provider": "local", "cloud_region": "dev",
+                "configuration": {"num_nodes": 1, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}})))
+            .await?;
+        let cluster_id = field(&cluster, "id")?;
+        let host = field(&cluster, "endpoint")?;
+        let cluster: ClusterId = cluster_id.parse().map_err(setup("cluster id"))?;
+        let path = format!("/api/v1/accounts/{account}/clusters/{cluster_id}");
+        procs::until("the cluster HEALTHY", Duration::from_secs(60), || {
+            let (call, token, path) = (&call, &token, &path);
+            async move {
+                call.json(token, "GET", path, None)
+                    .await
+                    .is_ok_and(|c| c["phase"] == "HEALTHY")
+            }
+        })
+        .await?;
+        let key = call
+            .json(
+                &token,
+                "POST",
+                &format!("{path}/api-keys"),
+                Some(json!({"name": "bench", "access": "manage"})),
+            )
+            .await?;
+        let key = field(&key, "key")?;
+        let upstream = upstream_of(&redis, &master_key, cluster).await?;
+        Ok(Self {
+            work,
+            redis,
+            lyra_bin,
+            master_key,
+            operator,
+            api,
+            ca_cert,
+            ca_key,
+            account,
+            token,
+            cluster,
+            host,
+            key,
+            upstream,
+            http,
+            pinning,
+            _orion: orion,
+            _nebula: nebula,
+        })
+    }
+
+    pub fn ca_pem(&self) -> Result<String, HarnessError> {
+        std::fs::read_to_string(&self.ca_cert).map_err(setup("ca.pem"))
+    }
+
+    /// Starts a GateKeeper with one worker thread, pinned to the proxy CPU, its limits out of
+    /// the way (the runs measure the path, not refusals), plus `extra` environment.
+    pub async fn gatekeeper(
+        &self,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Gatekeeper, HarnessError> {
+        let port = || free_port().map_err(setup("port"));
+        let (plain, rest, grpc, admin) = (port()?, port()?, port()?, port()?);
+        let mut cmd = Command::new(&self.lyra_bin);
+        cmd.arg("gatekeeper")
+            .args(["--plain-listen", &format!("127.0.0.1:{plain}")])
+            .args(["--rest-listen", &format!("127.0.0.1:{rest}")])
+            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .args(["--threads", "1"])
+            .env("LYRA_REDIS_URL", self.redis.url())
+            .env("LYRA_MASTER_KEY", &self.master_key)
+            .env("LYRA_KEY_RPS", "1000000000")
+            .env("LYRA_KEY_BURST", "1000000000")
+            .env("LYRA_CLUSTER_RPS", "1000000000")
+            .env("LYRA_CLUSTER_BURST", "1000000000")
+            .env("LYRA_MAX_IN_FLIGHT", "1000000")
+            .env("RUST_LOG", "warn");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let log = self.work.path().join(format!("{name}.log"));
+        let child = procs::spawn(cmd, self.pinning.proxy, &log)?;
+        let gk = Gatekeeper {
+            child,
+            plain,
+            rest,
+            grpc,
+            admin,
+        };
+        let ready = format!("http://127.0.0.1:{admin}/readyz");
+        procs::until("GateKeeper ready", Duration::from_secs(120), || {
+            let (http, url) = (self.http.clone(), ready.clone());
+            async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await?;
+        Ok(gk)
+    }
+
+    /// A new manage key for the cluster: `(key, key id)`.
+    pub async fn new_key(&self, name: &str) -> Result<(String, String), HarnessError> {
+        let call = Caller {
+            http: &self.http,
+            api: &self.api,
+        };
+        let path = format!(
+            "/api/v1/accounts/{}/clusters/{}/api-keys",
+            self.account, self.cluster
+        );
+        let key = call
+            .json(
+                &self.token,
+                "POST",
+                &path,
+                Some(json!({"name": name, "access": "manage"})),
+            )
+            .await?;
+        Ok((field(&key, "key")?, field(&key, "id")?))
+    }
+
+    /// Revokes a key through Orion.
+    pub async fn revoke(&self, key_id: &str) -> Result<(), HarnessError> {
+        let call = Caller {
+            http: &self.http,
+            api: &self.api,
+        };
+        let path = format!(
+            "/api/v1/accounts/{}/clusters/{}/api-keys/{key_id}",
+            self.account, self.cluster
+        );
+        call.json(&self.token, "DELETE", &path, None)
+            .await
+            .map(|_| ())
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+}
+
+struct Caller<'a> {
+    http: &'a reqwest::Client,
+    api: &'a str,
+}
+
+impl Caller<'_> {
+    async fn json(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, HarnessError> {
+        let method: reqwest::Method = method.parse().map_err(setup("method"))?;
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.map_err(setup(path))?;
+        let status = r.status();
+        let text = r.text().await.map_err(setup(path))?;
+        if !status.is_success() {
+            return Err(HarnessError::Setup(format!(
+                "{path}: HTTP {status}: {text}"
+            )));
+        }
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(setup(path))
+    }
+}
+
+fn field(v: &Value, name: &str) -> Result<String, HarnessError> {
+    v[name]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| HarnessError::Setup(format!("answer without {name}: {v}")))
+}
+
+/// The node's addresses and read-write secret, from the stored route (unsealed with the
+/// platform key the harness made).
+async fn upstream_of(
+    redis: &RedisServer,
+    master_key: &str,
+    cluster: ClusterId,
+) -> Result<Upstream, HarnessError> {
+    let client = redis.client().map_err(setup("redis"))?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(setup("redis"))?;
+    let routes: HashMap<String, String> =
+        redis::AsyncCommands::hgetall(&mut conn, contract::keyspace::routes())
+            .await
+            .map_err(setup("routes"))?;
+    let json = routes
+        .get(&cluster.to_string())
+        .ok_or_else(|| HarnessError::Setup("the cluster has no route".into()))?;
+    let route: RouteRecord = serde_json::from_str(json).map_err(setup("route"))?;
+    let node = route
+        .nodes
+        .first()
+        .ok_or_else(|| HarnessError::Setup("the route has no node".into()))?;
+    let keyring = Keyring::from_config(master_key, &[]).map_err(setup("keyring"))?;
+    let secret = keyring
+        .unseal(
+            &route.credentials.read_write,
+            &SecretKind::ReadWrite.seal_context(cluster),
+        )
+        .map_err(setup("unseal"))?;
+    let api_key = String::from_utf8(secret.to_vec()).map_err(setup("secret"))?;
+    let addr = |s: &str| -> Result<SocketAddr, HarnessError> {
+        s.trim_start_matches("http://")
+            .parse()
+            .map_err(setup("node address"))
+    };
+    Ok(Upstream {
+        rest: addr(&node.rest)?,
+        grpc: addr(&node.grpc)?,
+        api_key,
+    })
+}
+
+/// Orion alone on its own Redis (no Nebula: queued commands stay queued), for the control
+/// plane's request rate. Orion is pinned like a proxy: it is the system under test.
+pub struct OrionAlone {
+    pub redis: RedisServer,
+    pub child: Child,
+    pub port: u16,
+    pub token: String,
+    pub account: String,
+    _work: TempDir,
+}
+
+impl Drop for OrionAlone {
+    fn drop(&mut self) {
+        let _ = testkit::supervised::kill(&mut self.child);
+    }
+}
+
+impl Lyra {
+    pub async fn orion_alone(&self) -> Result<OrionAlone, HarnessError> {
+        let work = tempfile::Builder::new()
+            .prefix("lyra-bench-orion-")
+            .tempdir()
+            .map_err(setup("temp dir"))?;
+        let redis = RedisServer::start().map_err(setup("redis-server"))?;
+        let port = free_port().map_err(setup("port"))?;
+        let mut cmd = Command::new(&self.lyra_bin);
+        cmd.args(["orion", "--listen", &format!("127.0.0.1:{port}")])
+            .env("LYRA_REDIS_URL", redis.url())
+            .env("LYRA_MASTER_KEY", &self.master_key)
+            .env("LYRA_OPERATOR_TOKEN", &self.operator)
+            .env("RUST_LOG", "warn");
+        let child = procs::spawn(cmd, self.pinning.proxy, &work.path().join("orion.log"))?;
+        let api = format!("http://127.0.0.1:{port}");
+        procs::until("Orion ready", Duration::from_secs(30), || {
+            let (http, url) = (self.http.clone(), format!("{api}/readyz"));
+            async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await?;
+        let call = Caller {
+            http: &self.http,
+            api: &api,
+        };
+        call.json(&self.operator, "PUT", "/api/v1/regions/local/dev",
+            Some(json!({"driver": "local", "capacity": {"nodes": 1u64 << 40, "cpu": 1u64 << 45, "memory": 1u64 << 45, "disk": 1u64 << 45}}))).await?;
+        let account = field(
+            &call
+                .json(
+                    &self.operator,
+                    "POST",
+                    "/api/v1/accounts",
+                    Some(json!({"name": "load"})),
+                )
+                .await?,
+            "id",
+        )?;
+        let token = field(
+            &call
+                .json(
+                    &self.operator,
+                    "POST",
+                    &format!("/api/v1/accounts/{account}/tokens"),
+                    Some(json!({"role": "admin"})),
+                )
+                .await?,
+            "token",
+        )?;
+        Ok(OrionAlone {
+            redis,
+            child,
+            port,
+            token,
+            account,
+            _work: work,
+        })
+    }
+
+    /// Creates a cluster of `nodes` nodes and returns the time from its 202 to HEALTHY; then
+    /// deletes it and waits until it is gone.
+    pub async fn time_to_healthy(&self, nodes: u32) -> Result<Duration, HarnessError> {
+        let call = Caller {
+            http: &self.http,
+            api: &self.api,
+        };
+        let clusters = format!("/api/v1/accounts/{}/clusters", self.account);
+        let spec = json!({"name": "timed", "cloud_provider": "local", "cloud_region": "dev",
+            "configuration": {"num_nodes": nodes, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}});
+        let created = call
+            .json(&self.token, "POST", &clusters, Some(spec))
+            .await?;
+        let accepted = std::time::Instant::now();
+        let path = format!("{clusters}/{}", field(&created, "id")?);
+        let mut healthy = None;
+        while accepted.elapsed() < Duration::from_secs(60) {
+            let c = call.json(&self.token, "GET", &path, None).await?;
+            if c["phase"] == "HEALTHY" {
+                healthy = Some(accepted.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        call.json(&self.token, "DELETE", &path, None).await?;
+        procs::until("the timed cluster deleted", Duration::from_secs(60), || {
+            let (call, token, path) = (&call, &self.token, &path);
+            async move {
+                call.json(token, "GET", path, None)
+                    .await
+                    .is_ok_and(|c| c["phase"] == "DELETED")
+            }
+        })
+        .await?;
+        healthy.ok_or_else(|| HarnessError::Setup("a timed cluster never became HEALTHY".into()))
+    }
+}

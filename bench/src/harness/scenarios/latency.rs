@@ -1,0 +1,72 @@
+//! (2) Latency at fixed rates: 25, 50 and 75% of the slowest proxy's maximum, open loop
+//! with coordinated omission corrected (latency counted from the intended send time).
+
+use super::*;
+
+pub async fn run(ctx: &Ctx) -> Result<Report, HarnessError> {
+    let mut report = ctx.report(Scenario::Latency, "Latency at fixed rates (open loop)");
+    let gk = ctx.gatekeeper("gatekeeper", &[]).await?;
+    let nginx = ctx.peer(Kind::Nginx)?;
+    let haproxy = ctx.peer(Kind::Haproxy)?;
+    let lineup = [
+        ("gatekeeper", ctx.plain(gk.plain), Some(gk.pid())),
+        ("nginx", ctx.plain(nginx.plain), Some(nginx.pid())),
+        ("haproxy", ctx.plain(haproxy.plain), Some(haproxy.pid())),
+    ];
+    for (name, target, _) in &lineup {
+        verify_proxy(name, target).await?;
+    }
+    // The slowest proxy's maximum, measured now, sets the rates.
+    let mut slowest = f64::INFINITY;
+    for (name, target, _) in &lineup {
+        let probe = load::run(
+            target.clone(),
+            Mode::Closed {
+                connections: ctx.opts.connections,
+            },
+            ctx.opts.warmup(),
+            ctx.duration(),
+        )
+        .await;
+        if !probe.clean() {
+            return Err(HarnessError::Invalid {
+                peer: (*name).to_owned(),
+                reason: probe.first_error.unwrap_or_default(),
+            });
+        }
+        slowest = slowest.min(probe.rate());
+    }
+    report.figures.insert(
+        "slowest maximum (req/s)".into(),
+        serde_json::json!(slowest.round()),
+    );
+    for share in [0.25, 0.50, 0.75] {
+        let rate = (slowest * share).max(1.0);
+        let label = format!("{:.0}% = {rate:.0} req/s", share * 100.0);
+        let mode = Mode::Open {
+            connections: ctx.opts.connections,
+            rate,
+        };
+        for round in 0..ctx.opts.rounds {
+            for (name, target, pid) in &lineup {
+                measure(
+                    &mut report,
+                    Subject {
+                        name,
+                        target,
+                        pid: *pid,
+                    },
+                    mode,
+                    &label,
+                    round,
+                    &ctx.opts,
+                )
+                .await?;
+            }
+        }
+    }
+    report.notes.push(
+        "Open loop: each connection sends on a fixed schedule whether or not its last answer is in; a late answer delays the next send and that delay counts as latency (wrk2's correction).".into(),
+    );
+    Ok(report)
+}

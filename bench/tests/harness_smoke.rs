@@ -1,0 +1,67 @@
+//! The benchmark harness keeps working: every scenario runs for a moment against real
+//! peers (nginx, HAProxy, GateKeeper, Orion, Nebula, the stand-in) and each answered
+//! correctly. How fast is not looked at: speed is measured by the harness, never in a test.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn every_scenario_runs_and_every_peer_answers_correctly() {
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_lyra-bench"))
+        .args(["all", "--smoke", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "lyra-bench all --smoke failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report = |name: &str| -> Value {
+        let text = std::fs::read_to_string(out.path().join(format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("{name}.json: {e}"));
+        serde_json::from_str(&text).unwrap()
+    };
+    let peers_of = |r: &Value| -> Vec<String> {
+        let mut p: Vec<String> = r["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .inspect(|run| {
+                assert!(
+                    run["ok"].as_u64().unwrap() > 0,
+                    "a run without answers: {run}"
+                );
+                assert_eq!(run["rejected"], 0, "{run}");
+                assert_eq!(run["errors"], 0, "{run}");
+            })
+            .map(|run| run["peer"].as_str().unwrap().to_owned())
+            .collect();
+        p.sort();
+        p.dedup();
+        p
+    };
+    assert_eq!(
+        peers_of(&report("throughput")),
+        ["direct", "gatekeeper", "haproxy", "nginx"]
+    );
+    assert_eq!(
+        peers_of(&report("latency")),
+        ["gatekeeper", "haproxy", "nginx"]
+    );
+    assert_eq!(peers_of(&report("tls")), ["gatekeeper", "haproxy", "nginx"]);
+    assert_eq!(peers_of(&report("grpc")), ["direct", "gatekeeper"]);
+    assert_eq!(peers_of(&report("auth")), ["auth off", "auth on"]);
+    assert_eq!(peers_of(&report("control")), ["orion"]);
+    assert_eq!(peers_of(&report("scale")).len(), 2);
+    let revocation = report("revocation");
+    let raw = revocation["figures"]["raw (ms from the revoke request)"]
+        .as_array()
+        .unwrap();
+    assert_eq!(raw.len(), 3, "one figure per trial");
+    assert!(raw.iter().all(|v| v.as_f64().is_some_and(|ms| ms >= 0.0)));
+    let md = std::fs::read_to_string(out.path().join("throughput.md")).unwrap();
+    assert!(md.contains("| closed, 4 conns | nginx |"), "{md}");
+}
