@@ -139,7 +139,9 @@ http {{
   fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
-  upstream qdrant {{ server {up}; keepalive 64; }}
+  # Connections are kept however many requests they carry, as GateKeeper and HAProxy do.
+  keepalive_requests 1000000;
+  upstream qdrant {{ server {up}; keepalive 64; keepalive_requests 1000000; }}
   map $http_api_key $key_ok {{ "{key}" 1; default 0; }}
   server {{
     listen 127.0.0.1:{plain} default_server;

@@ -66,7 +66,7 @@ pub async fn run(ctx: &Ctx) -> Result<Report, HarnessError> {
         }
     }
     report.notes.push(
-        "Open loop: each connection sends on a fixed schedule whether or not its last answer is in; a late answer delays the next send and that delay counts as latency (wrk2's correction).".into(),
+        "Open loop: each connection sends on a fixed schedule whether or not its last answer is in; a request held back by a slow answer is timed from when it should have been sent (wrk2's correction), one sent on a free connection from when it was sent (so the 1 ms timer of the generator is not charged to the proxy).".into(),
     );
     Ok(report)
 }
