@@ -10,7 +10,7 @@ use serde_json::Value;
 fn every_scenario_runs_and_every_peer_answers_correctly() {
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_lyra-bench"))
-        .args(["all", "--smoke", "--out"])
+        .args(["all", "--smoke", "--no-build", "--out"])
         .arg(out.path())
         .output()
         .unwrap();

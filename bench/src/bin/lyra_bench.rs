@@ -11,7 +11,7 @@ use clap::Parser;
 #[command(
     name = "lyra-bench",
     about = "GateKeeper side by side with nginx and HAProxy, the control plane under load, and the scale of the route table",
-    after_help = "Examples:\n  cargo build --release -p lyra -p bench --bins\n  cargo run --release -p bench -- throughput\n  cargo run --release -p bench -- all --rounds 5 --seconds 10"
+    after_help = "Examples:\n  cargo run --release -p bench -- throughput\n  cargo run --release -p bench -- all --rounds 5 --seconds 10"
 )]
 struct Args {
     /// Which scenario; `all` runs the eight in order.
@@ -44,6 +44,41 @@ struct Args {
     /// A second or so per scenario, to check the harness works (not how fast anything is).
     #[arg(long)]
     smoke: bool,
+    /// Do not build `lyra` and `qdrant-standin` first (by default, under `cargo run`, the
+    /// harness builds them in its own profile so a clean clone needs one command).
+    #[arg(long)]
+    no_build: bool,
+}
+
+/// Builds the binaries the harness starts, in the harness's own profile, when run by cargo.
+fn build_siblings() -> Result<(), String> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let release = exe.parent().is_some_and(|d| d.ends_with("release"));
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args([
+        "build",
+        "--locked",
+        "-p",
+        "lyra",
+        "--bin",
+        "lyra",
+        "-p",
+        "bench",
+        "--bin",
+        "qdrant-standin",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("building lyra and qdrant-standin failed".into())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -86,6 +121,12 @@ fn main() -> ExitCode {
         Choice::Control => vec![Scenario::Control],
         Choice::Scale => vec![Scenario::Scale],
     };
+    if !args.no_build
+        && let Err(e) = build_siblings()
+    {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let pinning = procs::Pinning::detect();
     // The harness (load generator) runs where the upstream and Redis run, not on the proxy's CPU.
     if let Err(e) = procs::pin_current_thread(pinning.rest) {
