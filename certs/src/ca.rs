@@ -115,6 +115,7 @@ impl PlatformCa {
             chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
             key_pem: Zeroizing::new(key.serialize_pem()),
             not_after,
+            provided: false,
         })
     }
 }

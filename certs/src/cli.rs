@@ -42,6 +42,24 @@ pub enum CertsCommand {
         #[arg(long, env = "LYRA_TLD", default_value = "localhost")]
         tld: String,
     },
+    /// Serve a certificate you bring for a region (e.g. a public wildcard from your ACME
+    /// client) instead of one from the platform CA. It must name *.<region>.<provider>.<tld>
+    /// and match its key; Lyra never renews it: import the next one before it expires.
+    ///
+    /// Example: `lyra certs import aws eu-west-1 --tld cloud.example.com --cert fullchain.pem --key privkey.pem`
+    Import {
+        provider: String,
+        region: String,
+        /// Domain under which cluster endpoints live.
+        #[arg(long, env = "LYRA_TLD", default_value = "localhost")]
+        tld: String,
+        /// The certificate chain, leaf first (PEM).
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        key: std::path::PathBuf,
+    },
 }
 
 /// Runs the command; the answer is what to print.
@@ -59,6 +77,16 @@ pub async fn run(args: CertsArgs) -> Result<String, String> {
     let ca = store::load_or_create_ca(&mut conn, &keyring)
         .await
         .map_err(|e| e.to_string())?;
+    if let CertsCommand::Import {
+        provider,
+        region,
+        tld,
+        cert,
+        key,
+    } = &args.command
+    {
+        return import(&mut conn, &keyring, provider, region, tld, cert, key).await;
+    }
     match args.command {
         CertsCommand::Ca => Ok(ca.cert_pem().trim_end().to_owned()),
         CertsCommand::Issue {
@@ -78,5 +106,50 @@ pub async fn run(args: CertsArgs) -> Result<String, String> {
                 cert.not_after
             ))
         }
+        CertsCommand::Import { .. } => Err("unreachable: import is handled above".into()),
     }
+}
+
+async fn import(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keyring: &Keyring,
+    provider: &str,
+    region: &str,
+    tld: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<String, String> {
+    let tld = Tld::new(tld).map_err(|e| format!("--tld: {e}"))?;
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let (chain_pem, key_pem) = (read(cert)?, zeroize::Zeroizing::new(read(key)?));
+    let registered: bool = redis::AsyncCommands::sismember(
+        conn,
+        contract::keyspace::regions(),
+        format!("{provider}:{region}"),
+    )
+    .await
+    .map_err(|e| format!("redis: {e}"))?;
+    if !registered {
+        return Err(format!(
+            "region {provider}/{region} is not registered: register it first (lyra region set)"
+        ));
+    }
+    let checked = crate::provided::region_cert(
+        provider,
+        region,
+        &tld,
+        &chain_pem,
+        &key_pem,
+        jiff::Timestamp::now(),
+    )
+    .map_err(|e| e.to_string())?;
+    store::save_region(conn, keyring, &checked)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "imported {} (valid until {}); gateways serve it now and Lyra will not renew it",
+        checked.name, checked.not_after
+    ))
 }

@@ -3,6 +3,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`ca`] | the platform CA (ECDSA P-256, rcgen) and the wildcard leaves it signs |
+//! | [`provided`] | checking a certificate an operator brings for a region |
 //! | [`region_cert`] | one region's `*.<region>.<provider>.<tld>` certificate, and when to renew it |
 //! | [`resolver`] | a rustls `ResolvesServerCert` that picks a certificate by SNI suffix, hot-swappable |
 //! | [`store`] | keeping the CA and the certificates in Redis, private keys sealed |
@@ -12,6 +13,7 @@
 
 pub mod ca;
 pub mod cli;
+pub mod provided;
 pub mod region_cert;
 pub mod resolver;
 pub mod store;
@@ -33,4 +35,7 @@ pub enum CertError {
     Redis(#[from] redis::RedisError),
     #[error("stored certificate is unreadable: {0}")]
     Stored(#[from] serde_json::Error),
+    /// A certificate offered for a region that cannot serve it.
+    #[error("{0}")]
+    Refused(String),
 }

@@ -13,6 +13,7 @@ use crate::CertError;
 /// Renew when less than this is left (a third of the 90-day life).
 pub const RENEW_BEFORE: SignedDuration = SignedDuration::from_hours(30 * 24);
 
+#[derive(Clone)]
 pub struct RegionCert {
     pub provider: String,
     pub region: String,
@@ -22,6 +23,9 @@ pub struct RegionCert {
     pub chain_pem: String,
     pub key_pem: Zeroizing<String>,
     pub not_after: Timestamp,
+    /// Brought by the operator (`lyra certs import`) rather than issued by the platform CA:
+    /// Lyra never replaces it; renewing it is the operator's job.
+    pub provided: bool,
 }
 
 impl std::fmt::Debug for RegionCert {

@@ -36,6 +36,9 @@ struct StoredCert {
     chain_pem: String,
     key: Sealed,
     not_after: Timestamp,
+    /// Older records have none: they were all issued by the platform CA.
+    #[serde(default)]
+    provided: bool,
 }
 
 fn open_pem(
@@ -125,6 +128,7 @@ pub async fn load_region<C: ConnectionLike + Send + Sync>(
         chain_pem: s.chain_pem,
         key_pem,
         not_after: s.not_after,
+        provided: s.provided,
     }))
 }
 
@@ -144,6 +148,7 @@ pub async fn save_region<C: ConnectionLike + Send + Sync>(
             &cert_key_context(&cert.provider, &cert.region),
         )?,
         not_after: cert.not_after,
+        provided: cert.provided,
     };
     let version: u64 = conn.incr(keyspace::config_version(), 1).await?;
     let event = ChangeEvent::CertificateIssued {
@@ -165,7 +170,8 @@ pub async fn save_region<C: ConnectionLike + Send + Sync>(
 }
 
 /// The region's certificate: the stored one while it is fresh, else a new one (issued,
-/// stored, announced). Returns it and whether it was issued now.
+/// stored, announced). Returns it and whether it was issued now. A certificate the operator
+/// provided is never replaced, fresh or not.
 pub async fn ensure_region<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     keyring: &Keyring,
@@ -176,6 +182,9 @@ pub async fn ensure_region<C: ConnectionLike + Send + Sync>(
 ) -> Result<(RegionCert, bool), CertError> {
     let expected = contract::host::EndpointHost::wildcard(region, provider, tld)?;
     let existing = load_region(conn, keyring, provider, region).await?;
+    if let Some(current) = existing.as_ref().filter(|c| c.provided) {
+        return Ok((current.clone(), false));
+    }
     if let Some(current) =
         existing.filter(|c| c.name == expected && !c.needs_renewal(Timestamp::now()))
     {

@@ -92,3 +92,53 @@ async fn a_region_certificate_is_issued_once_announced_and_reloaded() {
     assert_eq!(all.len(), 1);
     assert!(all[0].certified_key().is_ok());
 }
+
+#[tokio::test]
+async fn a_provided_certificate_is_kept_even_when_due() {
+    let redis = RedisServer::start().unwrap();
+    let mut conn = redis
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ring = keyring();
+    let tld = Tld::new("localhost").unwrap();
+    let ca = store::load_or_create_ca(&mut conn, &ring).await.unwrap();
+    // Another CA stands in for the operator's PKI.
+    let theirs = certs::ca::PlatformCa::generate().unwrap();
+    let offered = theirs.issue_region("local", "dev", &tld).unwrap();
+    let mut provided = certs::provided::region_cert(
+        "local",
+        "dev",
+        &tld,
+        &offered.chain_pem,
+        &offered.key_pem,
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    // Due for renewal by Lyra's rule, had Lyra issued it.
+    provided.not_after = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24))
+        .unwrap();
+    assert!(provided.needs_renewal(jiff::Timestamp::now()));
+    store::save_region(&mut conn, &ring, &provided)
+        .await
+        .unwrap();
+
+    let (kept, issued) = store::ensure_region(&mut conn, &ring, &ca, "local", "dev", &tld)
+        .await
+        .unwrap();
+    assert!(!issued, "Lyra replaced a certificate the operator provided");
+    assert!(kept.provided);
+    assert_eq!(kept.chain_pem, offered.chain_pem);
+
+    // A certificate Lyra issued and that is due is renewed, as before.
+    let mut own = ca.issue_region("local", "dev", &tld).unwrap();
+    own.not_after = provided.not_after;
+    store::save_region(&mut conn, &ring, &own).await.unwrap();
+    let (renewed, issued) = store::ensure_region(&mut conn, &ring, &ca, "local", "dev", &tld)
+        .await
+        .unwrap();
+    assert!(issued && !renewed.provided);
+}

@@ -38,6 +38,10 @@ pub async fn renew_due(state: &AppState) -> Result<usize, String> {
                 issued += 1;
                 tracing::info!(name = %cert.name, not_after = %cert.not_after, "renewed a region certificate");
             }
+            Ok((cert, false)) if cert.provided && cert.needs_renewal(jiff::Timestamp::now()) => {
+                tracing::warn!(name = %cert.name, not_after = %cert.not_after,
+                    "a provided region certificate expires soon: import its successor (lyra certs import)");
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(region = %r, error = %e, "cannot renew a region certificate"),
         }
