@@ -160,14 +160,18 @@ impl LocalDriver {
             let mut state = match (dir.load(), mode) {
                 (Some(s), _) => s,
                 (None, Mode::Existing) => return Ok(None),
-                (None, Mode::Create) => NodeState {
-                    index,
-                    http_port: node::free_port(host).map_err(|e| io_error("no free port", e))?,
-                    grpc_port: node::free_port(host).map_err(|e| io_error("no free port", e))?,
-                    p2p_port: node::free_port(host).map_err(|e| io_error("no free port", e))?,
-                    pid: None,
-                    ready_once: false,
-                },
+                (None, Mode::Create) => {
+                    let [http_port, grpc_port, p2p_port] =
+                        node::free_ports(host).map_err(|e| io_error("no free port", e))?;
+                    NodeState {
+                        index,
+                        http_port,
+                        grpc_port,
+                        p2p_port,
+                        pid: None,
+                        ready_once: false,
+                    }
+                }
             };
             if let Some(pid) = state.pid.filter(|pid| node::is_node(*pid, host, &state)) {
                 tracing::debug!(cluster = %spec.cluster_id, index, pid, "adopted running node");
@@ -177,10 +181,8 @@ impl LocalDriver {
             // one in between. A node that never served gets fresh ones rather than failing
             // forever; one that served keeps its address (routes point at it).
             if mode == Mode::Create && !state.ready_once && !node::ports_free(host, &state) {
-                let fresh = |_| node::free_port(host).map_err(|e| io_error("no free port", e));
-                state.http_port = fresh(())?;
-                state.grpc_port = fresh(())?;
-                state.p2p_port = fresh(())?;
+                [state.http_port, state.grpc_port, state.p2p_port] =
+                    node::free_ports(host).map_err(|e| io_error("no free port", e))?;
             }
             let child = node::spawn(&bin, host, &dir, &spec, &state, bootstrap).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {

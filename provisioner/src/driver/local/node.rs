@@ -82,16 +82,30 @@ impl NodeDir {
     }
 }
 
-/// Whether nobody listens on any of the node's ports right now.
+/// Whether the node's three ports are distinct and nobody listens on any of them right now.
 pub fn ports_free(host: IpAddr, state: &NodeState) -> bool {
-    [state.http_port, state.grpc_port, state.p2p_port]
+    let ports = [state.http_port, state.grpc_port, state.p2p_port];
+    let distinct = ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2];
+    // Held together, so that one bind cannot hide another's conflict.
+    let listeners: Vec<_> = ports
         .iter()
-        .all(|p| TcpListener::bind((host, *p)).is_ok())
+        .map(|p| TcpListener::bind((host, *p)))
+        .collect();
+    distinct && listeners.iter().all(Result::is_ok)
 }
 
-/// A port nobody listens on right now, on `host`.
-pub fn free_port(host: IpAddr) -> io::Result<u16> {
-    Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
+/// `N` distinct ports nobody listens on right now, on `host`. The listeners are held until
+/// all are chosen: picking them one at a time can return the same port twice, since each is
+/// free again the moment its probe closes.
+pub fn free_ports<const N: usize>(host: IpAddr) -> io::Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind((host, 0)))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (slot, l) in ports.iter_mut().zip(&listeners) {
+        *slot = l.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 pub fn p2p_uri(host: IpAddr, port: u16) -> String {
@@ -193,5 +207,39 @@ pub fn stop(pid: u32, host: IpAddr, state: &NodeState, grace: Duration) {
 pub fn stop_saved(dir: &NodeDir, host: IpAddr, grace: Duration) {
     if let Some((state, pid)) = dir.load().and_then(|s| s.pid.map(|p| (s, p))) {
         stop(pid, host, &state, grace);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_and_a_state_with_a_repeated_port_is_not_free() {
+        let host: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..200 {
+            let [a, b, c] = free_ports::<3>(host).unwrap();
+            assert!(a != b && b != c && a != c, "{a} {b} {c}");
+        }
+        let [p, q, r] = free_ports::<3>(host).unwrap();
+        let state = |http, grpc, p2p| NodeState {
+            index: 0,
+            http_port: http,
+            grpc_port: grpc,
+            p2p_port: p2p,
+            pid: None,
+            ready_once: false,
+        };
+        assert!(
+            !ports_free(host, &state(p, p, q)),
+            "a node cannot listen twice on one port"
+        );
+        assert!(ports_free(host, &state(p, q, r)));
+        let taken = TcpListener::bind((host, r)).unwrap();
+        assert!(
+            !ports_free(host, &state(p, q, r)),
+            "a port someone listens on"
+        );
+        drop(taken);
     }
 }
