@@ -14,9 +14,10 @@ use clap::Parser;
     after_help = "Examples:\n  cargo run --release -p bench -- throughput\n  cargo run --release -p bench -- all --rounds 5 --seconds 10"
 )]
 struct Args {
-    /// Which scenario; `all` runs the eight in order.
-    #[arg(value_enum)]
-    scenario: Choice,
+    /// Which scenario: throughput, latency, tls, grpc, auth, revocation, control, scale, or
+    /// `all` for the eight in order.
+    #[arg(value_parser = selection)]
+    scenario: Selection,
     /// Measured seconds per run.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -81,17 +82,23 @@ fn build_siblings() -> Result<(), String> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Choice {
-    All,
-    Throughput,
-    Latency,
-    Tls,
-    Grpc,
-    Auth,
-    Revocation,
-    Control,
-    Scale,
+/// The scenarios to run.
+#[derive(Debug, Clone)]
+struct Selection(Vec<Scenario>);
+
+/// `all`, or one scenario by name.
+fn selection(s: &str) -> Result<Selection, String> {
+    if s == "all" {
+        return Ok(Selection(Scenario::ALL.to_vec()));
+    }
+    Scenario::ALL
+        .into_iter()
+        .find(|c| c.name() == s)
+        .map(|c| Selection(vec![c]))
+        .ok_or_else(|| {
+            let names: Vec<&str> = Scenario::ALL.iter().map(|c| c.name()).collect();
+            format!("unknown scenario: expected all, {}", names.join(", "))
+        })
 }
 
 fn main() -> ExitCode {
@@ -110,17 +117,7 @@ fn main() -> ExitCode {
             out: args.out.clone(),
         }
     };
-    let chosen: Vec<Scenario> = match args.scenario {
-        Choice::All => Scenario::ALL.to_vec(),
-        Choice::Throughput => vec![Scenario::Throughput],
-        Choice::Latency => vec![Scenario::Latency],
-        Choice::Tls => vec![Scenario::Tls],
-        Choice::Grpc => vec![Scenario::Grpc],
-        Choice::Auth => vec![Scenario::Auth],
-        Choice::Revocation => vec![Scenario::Revocation],
-        Choice::Control => vec![Scenario::Control],
-        Choice::Scale => vec![Scenario::Scale],
-    };
+    let chosen = args.scenario.0.clone();
     if !args.no_build
         && let Err(e) = build_siblings()
     {

@@ -31,34 +31,11 @@ pub async fn run(ctx: &Ctx) -> Result<Report, HarnessError> {
         connections: ctx.opts.connections,
     };
     let label = format!("closed, {} conns", ctx.opts.connections);
-    for round in 0..ctx.opts.rounds {
-        measure(
-            &mut report,
-            Subject {
-                name: "auth on",
-                target: &ctx.plain(on.plain),
-                pid: Some(on.pid()),
-            },
-            mode,
-            &label,
-            round,
-            &ctx.opts,
-        )
-        .await?;
-        measure(
-            &mut report,
-            Subject {
-                name: "auth off",
-                target: &ctx.plain(off.plain),
-                pid: Some(off.pid()),
-            },
-            mode,
-            &label,
-            round,
-            &ctx.opts,
-        )
-        .await?;
-    }
+    let subjects = [
+        Subject::new("auth on", ctx.plain(on.plain), Some(on.pid())),
+        Subject::new("auth off", ctx.plain(off.plain), Some(off.pid())),
+    ];
+    interleave(&mut report, &subjects, mode, &label, &ctx.opts).await?;
     if let (Some(a), Some(b)) = (
         report.median(&label, "auth on", |r| Some(r.rate)),
         report.median(&label, "auth off", |r| Some(r.rate)),

@@ -27,21 +27,8 @@ pub async fn run(ctx: &Ctx) -> Result<Report, HarnessError> {
         connections: ctx.opts.connections,
     };
     let label = format!("POST /clusters, {} conns", ctx.opts.connections);
-    for round in 0..ctx.opts.rounds {
-        measure(
-            &mut report,
-            Subject {
-                name: "orion",
-                target: &target,
-                pid: Some(orion.child.id()),
-            },
-            mode,
-            &label,
-            round,
-            &ctx.opts,
-        )
-        .await?;
-    }
+    let subjects = [Subject::new("orion", target, Some(orion.child.id()))];
+    interleave(&mut report, &subjects, mode, &label, &ctx.opts).await?;
     let trials = ctx.opts.trials.clamp(1, 11);
     for nodes in [1, 3] {
         let mut ms = Vec::new();

@@ -50,34 +50,11 @@ pub async fn run(ctx: &Ctx) -> Result<Report, HarnessError> {
         streams,
     };
     let label = format!("unary, {connections} conns x {streams} streams");
-    for round in 0..ctx.opts.rounds {
-        measure(
-            &mut report,
-            Subject {
-                name: "gatekeeper",
-                target: &through,
-                pid: Some(gk.pid()),
-            },
-            mode,
-            &label,
-            round,
-            &ctx.opts,
-        )
-        .await?;
-        measure(
-            &mut report,
-            Subject {
-                name: "direct",
-                target: &direct,
-                pid: None,
-            },
-            mode,
-            &label,
-            round,
-            &ctx.opts,
-        )
-        .await?;
-    }
+    let subjects = [
+        Subject::new("gatekeeper", through, Some(gk.pid())),
+        Subject::new("direct", direct, None),
+    ];
+    interleave(&mut report, &subjects, mode, &label, &ctx.opts).await?;
     report.notes.push(
         "Through GateKeeper the client speaks TLS 1.3 + h2 with an API key; GateKeeper speaks h2c to the node. Direct is h2c with the node's own key. The stand-in echoes each call (grpc-status 0 in trailers).".into(),
     );

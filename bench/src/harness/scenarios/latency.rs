@@ -5,22 +5,12 @@ use super::*;
 
 pub async fn run(ctx: &Ctx) -> Result<Report, HarnessError> {
     let mut report = ctx.report(Scenario::Latency, "Latency at fixed rates (open loop)");
-    let gk = ctx.gatekeeper("gatekeeper", &[]).await?;
-    let nginx = ctx.peer(Kind::Nginx)?;
-    let haproxy = ctx.peer(Kind::Haproxy)?;
-    let lineup = [
-        ("gatekeeper", ctx.plain(gk.plain), Some(gk.pid())),
-        ("nginx", ctx.plain(nginx.plain), Some(nginx.pid())),
-        ("haproxy", ctx.plain(haproxy.plain), Some(haproxy.pid())),
-    ];
-    for (name, target, _) in &lineup {
-        verify_proxy(name, target).await?;
-    }
+    let proxies = ctx.proxies(false).await?;
     // The slowest proxy's maximum, measured now, sets the rates.
     let mut slowest = f64::INFINITY;
-    for (name, target, _) in &lineup {
+    for subject in &proxies.subjects {
         let probe = load::run(
-            target.clone(),
+            subject.target.clone(),
             Mode::Closed {
                 connections: ctx.opts.connections,
             },
@@ -30,7 +20,7 @@ pub async fn run(ctx: &Ctx) -> Result<Report, HarnessError> {
         .await;
         if !probe.clean() {
             return Err(HarnessError::Invalid {
-                peer: (*name).to_owned(),
+                peer: subject.name.clone(),
                 reason: probe.first_error.unwrap_or_default(),
             });
         }
@@ -47,23 +37,7 @@ pub async fn run(ctx: &Ctx) -> Result<Report, HarnessError> {
             connections: ctx.opts.connections,
             rate,
         };
-        for round in 0..ctx.opts.rounds {
-            for (name, target, pid) in &lineup {
-                measure(
-                    &mut report,
-                    Subject {
-                        name,
-                        target,
-                        pid: *pid,
-                    },
-                    mode,
-                    &label,
-                    round,
-                    &ctx.opts,
-                )
-                .await?;
-            }
-        }
+        interleave(&mut report, &proxies.subjects, mode, &label, &ctx.opts).await?;
     }
     report.notes.push(
         "Open loop: each connection sends on a fixed schedule whether or not its last answer is in; a request held back by a slow answer is timed from when it should have been sent (wrk2's correction), one sent on a free connection from when it was sent (so the 1 ms timer of the generator is not charged to the proxy).".into(),

@@ -210,17 +210,86 @@ pub async fn verify_proxy(peer: &str, target: &Target) -> Result<(), HarnessErro
 }
 
 /// What is measured: a peer's name, the requests it gets, and its process (for CPU time).
-pub struct Subject<'a> {
-    pub name: &'a str,
-    pub target: &'a Target,
+pub struct Subject {
+    pub name: String,
+    pub target: Target,
     pub pid: Option<u32>,
+}
+
+impl Subject {
+    pub fn new(name: &str, target: Target, pid: Option<u32>) -> Self {
+        Self {
+            name: name.to_owned(),
+            target,
+            pid,
+        }
+    }
+}
+
+/// The three proxies, started and checked; they stop when this is dropped.
+pub struct Proxies {
+    pub subjects: Vec<Subject>,
+    _gatekeeper: Gatekeeper,
+    _nginx: Peer,
+    _haproxy: Peer,
+}
+
+impl Ctx {
+    /// GateKeeper, nginx and HAProxy, each checked to behave as the same reverse proxy, with
+    /// the request each gets: plain HTTP/1.1, or over TLS 1.3 when `tls`.
+    pub async fn proxies(&self, tls: bool) -> Result<Proxies, HarnessError> {
+        let gk = self.gatekeeper("gatekeeper", &[]).await?;
+        let nginx = self.peer(Kind::Nginx)?;
+        let haproxy = self.peer(Kind::Haproxy)?;
+        let target = |plain: u16, secure: u16| {
+            if tls {
+                self.tls(secure)
+            } else {
+                Ok(self.plain(plain))
+            }
+        };
+        let subjects = vec![
+            Subject::new("gatekeeper", target(gk.plain, gk.rest)?, Some(gk.pid())),
+            Subject::new("nginx", target(nginx.plain, nginx.tls)?, Some(nginx.pid())),
+            Subject::new(
+                "haproxy",
+                target(haproxy.plain, haproxy.tls)?,
+                Some(haproxy.pid()),
+            ),
+        ];
+        for s in &subjects {
+            verify_proxy(&s.name, &s.target).await?;
+        }
+        Ok(Proxies {
+            subjects,
+            _gatekeeper: gk,
+            _nginx: nginx,
+            _haproxy: haproxy,
+        })
+    }
+}
+
+/// Every subject once per round, interleaved (A B C A B C ...).
+pub async fn interleave(
+    report: &mut Report,
+    subjects: &[Subject],
+    mode: Mode,
+    label: &str,
+    opts: &Options,
+) -> Result<(), HarnessError> {
+    for round in 0..opts.rounds {
+        for s in subjects {
+            measure(report, s, mode, label, round, opts).await?;
+        }
+    }
+    Ok(())
 }
 
 /// One measured run: CPU seconds of the subject's process around it, the run recorded, void
 /// if any answer was wrong.
 pub async fn measure(
     report: &mut Report,
-    subject: Subject<'_>,
+    subject: &Subject,
     mode: Mode,
     mode_label: &str,
     round: usize,
@@ -231,6 +300,7 @@ pub async fn measure(
         target,
         pid,
     } = subject;
+    let (peer, pid) = (peer.as_str(), *pid);
     let before = pid.map(procs::cpu_seconds);
     let outcome = load::run(target.clone(), mode, opts.warmup(), opts.duration()).await;
     let cpu = pid.zip(before).map(|(p, b)| procs::cpu_seconds(p) - b);

@@ -162,34 +162,11 @@ pub async fn run(ctx: &Ctx) -> Result<Report, HarnessError> {
     verify_proxy("gatekeeper-small", &t_small).await?;
     verify_proxy("gatekeeper-big", &t_big).await?;
     let (small_name, big_name) = (format!("table of {small}"), format!("table of {routes}"));
-    for round in 0..ctx.opts.rounds {
-        measure(
-            &mut report,
-            Subject {
-                name: &small_name,
-                target: &t_small,
-                pid: Some(little.pid()),
-            },
-            mode,
-            &label,
-            round,
-            &ctx.opts,
-        )
-        .await?;
-        measure(
-            &mut report,
-            Subject {
-                name: &big_name,
-                target: &t_big,
-                pid: Some(big.pid()),
-            },
-            mode,
-            &label,
-            round,
-            &ctx.opts,
-        )
-        .await?;
-    }
+    let subjects = [
+        Subject::new(&small_name, t_small, Some(little.pid())),
+        Subject::new(&big_name, t_big, Some(big.pid())),
+    ];
+    interleave(&mut report, &subjects, mode, &label, &ctx.opts).await?;
     report.notes.push("Routes carry sealed credentials like real ones (opened at load); revoked keys never expire. Start to ready covers process start, reading the snapshot from Redis and building the tables. The per-lookup cost in isolation: `cargo bench -p gateway --bench hot_path` (route_lookup at 1k and 100k).".into());
     Ok(report)
 }
