@@ -62,6 +62,18 @@ fn every_scenario_runs_and_every_peer_answers_correctly() {
         .unwrap();
     assert_eq!(raw.len(), 3, "one figure per trial");
     assert!(raw.iter().all(|v| v.as_f64().is_some_and(|ms| ms >= 0.0)));
+    // Nothing of the run is left: the local driver's nodes outlive Nebula by design, so the
+    // harness must stop them itself.
+    let leftovers: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| testkit::procs::alive(*pid))
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            String::from_utf8_lossy(&env).contains("/lyra-bench-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "processes left behind: {leftovers:?}");
     let md = std::fs::read_to_string(out.path().join("throughput.md")).unwrap();
     assert!(md.contains("| closed, 4 conns | nginx |"), "{md}");
 }

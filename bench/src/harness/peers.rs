@@ -47,7 +47,20 @@ impl Peer {
 }
 
 impl Drop for Peer {
+    /// A graceful stop first: nginx's master stops its workers on SIGTERM, while a SIGKILLed
+    /// master leaves them running.
     fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let _ = testkit::supervised::kill(&mut self.child);
     }
 }

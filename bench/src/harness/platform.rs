@@ -46,8 +46,24 @@ pub struct Lyra {
     pub upstream: Upstream,
     pub http: reqwest::Client,
     pub pinning: Pinning,
-    _orion: Child,
-    _nebula: Child,
+    orion: Child,
+    nebula: Child,
+}
+
+impl Drop for Lyra {
+    /// The local driver's nodes outlive Nebula on purpose (a restarted worker adopts them);
+    /// a benchmark run must not leave them behind.
+    fn drop(&mut self) {
+        // Nebula first: its supervisor would restart the nodes.
+        let _ = testkit::supervised::kill(&mut self.nebula);
+        let _ = testkit::supervised::kill(&mut self.orion);
+        for pid in testkit::procs::qdrant_nodes_under(&self.work.path().join("nodes")) {
+            if let Ok(pid) = libc::pid_t::try_from(pid) {
+                // SAFETY: kill(2) on a node this run started (found by its storage path).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
 }
 
 /// A running `lyra gatekeeper`.
@@ -205,8 +221,8 @@ impl Lyra {
             upstream,
             http,
             pinning,
-            _orion: orion,
-            _nebula: nebula,
+            orion,
+            nebula,
         })
     }
 
