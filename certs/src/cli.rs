@@ -74,27 +74,16 @@ pub async fn run(args: CertsArgs) -> Result<String, String> {
         .get_multiplexed_async_connection()
         .await
         .map_err(|e| format!("cannot reach Redis at {}: {e}", args.redis_url))?;
-    let ca = store::load_or_create_ca(&mut conn, &keyring)
-        .await
-        .map_err(|e| e.to_string())?;
-    if let CertsCommand::Import {
-        provider,
-        region,
-        tld,
-        cert,
-        key,
-    } = &args.command
-    {
-        return import(&mut conn, &keyring, provider, region, tld, cert, key).await;
-    }
+    let ca = |conn| platform_ca(conn, &keyring);
     match args.command {
-        CertsCommand::Ca => Ok(ca.cert_pem().trim_end().to_owned()),
+        CertsCommand::Ca => Ok(ca(&mut conn).await?.cert_pem().trim_end().to_owned()),
         CertsCommand::Issue {
             provider,
             region,
             tld,
         } => {
             let tld = Tld::new(&tld).map_err(|e| format!("--tld: {e}"))?;
+            let ca = ca(&mut conn).await?;
             let (cert, issued) =
                 store::ensure_region(&mut conn, &keyring, &ca, &provider, &region, &tld)
                     .await
@@ -106,8 +95,24 @@ pub async fn run(args: CertsArgs) -> Result<String, String> {
                 cert.not_after
             ))
         }
-        CertsCommand::Import { .. } => Err("unreachable: import is handled above".into()),
+        // An imported certificate needs no CA: none is created for it.
+        CertsCommand::Import {
+            provider,
+            region,
+            tld,
+            cert,
+            key,
+        } => import(&mut conn, &keyring, &provider, &region, &tld, &cert, &key).await,
     }
+}
+
+async fn platform_ca(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keyring: &Keyring,
+) -> Result<crate::ca::PlatformCa, String> {
+    store::load_or_create_ca(conn, keyring)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn import(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use contract::api_key::CollectionRule;
 use contract::host::EndpointHost;
 use contract::keyscheme::KeyAccess;
 use pingora::http::RequestHeader;
@@ -128,11 +129,7 @@ impl Gatekeeper {
                 .await
                 .ok_or(Refusal::UnknownHost)?,
         };
-        if !route
-            .record
-            .host
-            .eq_ignore_ascii_case(&endpoint.to_string())
-        {
+        if route.endpoint.as_ref() != Some(&endpoint) {
             return Err(Refusal::UnknownHost);
         }
         if !route.record.phase.serves_traffic() {
@@ -156,34 +153,33 @@ impl Gatekeeper {
         if s.revoked.is_revoked(&claims.key_id) {
             return Err(fail("revoked"));
         }
+        let rules = match claims.access {
+            KeyAccess::Collections => Some(
+                s.rules
+                    .get(&s.redis, route.record.cluster_id, claims.key_id)
+                    .await
+                    .ok_or_else(|| fail("no_rules"))?,
+            ),
+            KeyAccess::Manage | KeyAccess::ReadOnly => None,
+        };
+        let rules: &[CollectionRule] = rules.as_ref().map_or(&[], |r| r.as_slice());
+        // A manage key may do anything. On the gRPC port the collection is inside the
+        // message: Qdrant checks it there against the credential sent below.
+        if !self.grpc && claims.access != KeyAccess::Manage {
+            let need = scope::need(&req.method, req.uri.path());
+            scope::allows(claims.access, rules, need).map_err(Refusal::Forbidden)?;
+        }
         let upstream = match claims.access {
             KeyAccess::Manage => ("api-key", route.read_write_header.clone()),
             KeyAccess::ReadOnly => ("api-key", route.read_only_header.clone()),
             KeyAccess::Collections => {
-                let rules = s
-                    .rules
-                    .get(&s.redis, route.record.cluster_id, claims.key_id)
-                    .await
-                    .ok_or_else(|| fail("no_rules"))?;
-                if !self.grpc {
-                    scope::allows(
-                        claims.access,
-                        &rules,
-                        scope::need(&req.method, req.uri.path()),
-                    )
-                    .map_err(Refusal::Forbidden)?;
-                }
                 let bearer = s
                     .jwt
-                    .token(claims.key_id, &route, &rules)
+                    .token(claims.key_id, &route, rules)
                     .ok_or_else(|| fail("jwt"))?;
                 ("authorization", bearer)
             }
         };
-        if !self.grpc && claims.access == KeyAccess::ReadOnly {
-            scope::allows(claims.access, &[], scope::need(&req.method, req.uri.path()))
-                .map_err(Refusal::Forbidden)?;
-        }
         let limited = |secs: u64| {
             s.metrics.rate_limited.inc();
             Refusal::RateLimited {

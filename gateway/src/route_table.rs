@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use contract::host::{EndpointHost, Tld};
 use contract::ids::ClusterId;
 use contract::keyscheme::{ClusterSecret, KeySigner, SecretKind};
 use contract::route::{NodeEndpoint, RouteRecord};
@@ -21,10 +22,10 @@ pub struct Route {
     pub signer: KeySigner,
     /// Signs the short-lived JWTs of collection-scoped keys (Qdrant: HS256 with its api key).
     pub jwt_key: jsonwebtoken::EncodingKey,
-    /// The region and provider labels of the route's host, for comparing requests without
-    /// allocating.
-    pub region: String,
-    pub provider: String,
+    /// The route's host, parsed once under this gateway's TLD, so a request's host is
+    /// compared without allocating; `None` when the host is not under that TLD (every request
+    /// to it is then an unknown host).
+    pub endpoint: Option<EndpointHost>,
     /// Qdrant's read-write key, sent upstream for manage keys (ready as a header value).
     pub read_write_header: Arc<str>,
     /// Qdrant's read-only key, sent upstream for read-only keys.
@@ -79,13 +80,11 @@ impl Route {
             SecretKind::ReadOnly,
             &record.credentials.read_only,
         )?;
-        // "<id>.<region>.<provider>.<tld>", as Orion built it.
-        let mut labels = record.host.splitn(4, '.').skip(1);
-        let region = labels.next().unwrap_or_default().to_ascii_lowercase();
-        let provider = labels.next().unwrap_or_default().to_ascii_lowercase();
+        let endpoint = Tld::new(&defaults.tld)
+            .ok()
+            .and_then(|tld| EndpointHost::parse(&record.host, &tld).ok());
         Ok(Self {
-            region,
-            provider,
+            endpoint,
             read_write_header: Arc::from(read_write.expose()),
             read_only_header: Arc::from(read_only.expose()),
             signer: KeySigner::new(&read_write),

@@ -17,10 +17,6 @@ use super::quantity::{self, show_cpu, show_disk, show_memory};
 use super::region::RegionRef;
 use super::{CliError, Connection};
 
-fn region_arg(s: &str) -> Result<RegionRef, String> {
-    super::region::parse_ref(s)
-}
-
 /// `10m`, `90s`, `1h`: how long `--wait` waits.
 fn wait_timeout(s: &str) -> Result<Duration, String> {
     let d: jiff::SignedDuration = s
@@ -44,7 +40,7 @@ pub struct CreateCluster {
     /// The cluster's name: 2 to 64 characters of [a-zA-Z0-9_-].
     name: String,
     /// Where: `<provider>/<region>` (`lyra region list`).
-    #[arg(long, env = "LYRA_REGION", default_value = "local/dev", value_parser = region_arg)]
+    #[arg(long, env = "LYRA_REGION", default_value = "local/dev", value_parser = super::region::parse_ref)]
     region: RegionRef,
     /// How many Qdrant nodes.
     #[arg(long, default_value_t = 1)]

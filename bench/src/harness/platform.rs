@@ -141,15 +141,12 @@ impl Lyra {
         let nebula = procs::spawn(nebula, pinning.rest, &work.path().join("nebula.log"))?;
         let api = format!("http://127.0.0.1:{orion_port}");
         let http = reqwest::Client::new();
-        procs::until("Orion ready", Duration::from_secs(30), || {
-            let (http, url) = (http.clone(), format!("{api}/readyz"));
-            async move {
-                http.get(url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
+        ready(
+            &http,
+            &format!("{api}/readyz"),
+            "Orion ready",
+            Duration::from_secs(30),
+        )
         .await?;
 
         let call = Caller {
@@ -266,16 +263,13 @@ impl Lyra {
             grpc,
             admin,
         };
-        let ready = format!("http://127.0.0.1:{admin}/readyz");
-        procs::until("GateKeeper ready", Duration::from_secs(120), || {
-            let (http, url) = (self.http.clone(), ready.clone());
-            async move {
-                http.get(url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
+        let readyz = format!("http://127.0.0.1:{admin}/readyz");
+        ready(
+            &self.http,
+            &readyz,
+            "GateKeeper ready",
+            Duration::from_secs(120),
+        )
         .await?;
         Ok(gk)
     }
@@ -319,6 +313,22 @@ impl Lyra {
     pub fn work_dir(&self) -> &Path {
         self.work.path()
     }
+}
+
+/// Polls `url` until it answers 2xx (a service's /readyz).
+async fn ready(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+    within: Duration,
+) -> Result<(), HarnessError> {
+    procs::until(what, within, || async move {
+        http.get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await
 }
 
 struct Caller<'a> {
@@ -441,15 +451,12 @@ impl Lyra {
             .env("RUST_LOG", "warn");
         let child = procs::spawn(cmd, self.pinning.proxy, &work.path().join("orion.log"))?;
         let api = format!("http://127.0.0.1:{port}");
-        procs::until("Orion ready", Duration::from_secs(30), || {
-            let (http, url) = (self.http.clone(), format!("{api}/readyz"));
-            async move {
-                http.get(url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
+        ready(
+            &self.http,
+            &format!("{api}/readyz"),
+            "Orion ready",
+            Duration::from_secs(30),
+        )
         .await?;
         let call = Caller {
             http: &self.http,
