@@ -373,51 +373,39 @@ async fn one_node_behind_a_gateway(
     )
 }
 
-fn grpc_frame(message: &[u8]) -> Bytes {
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-    frame.extend_from_slice(message);
-    Bytes::from(frame)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_over_tls_reaches_the_node_and_refusals_are_grpc_statuses() {
     let mut p = Platform::start().await;
     let (_, id, key, _, grpc) = one_node_behind_a_gateway(&mut p, &[]).await;
-    let client = Https::new(
-        &p.ca_pem(),
-        format!("127.0.0.1:{grpc}").parse().unwrap(),
-        &["h2"],
-    );
-    let url = format!("https://{id}.dev.local.localhost:{grpc}/qdrant.Points/Search");
-    let request = |key: Option<&str>| {
-        let mut r = http::Request::post(&url)
-            .header("content-type", "application/grpc")
-            .header("te", "trailers");
-        if let Some(k) = key {
-            r = r.header("api-key", k);
-        }
-        r.body(Full::new(grpc_frame(b"\x0a\x01a"))).unwrap()
-    };
-    let ok = client.send(request(Some(&key))).await.unwrap();
-    assert_eq!(ok.status, 200);
-    assert_eq!(
-        ok.body.as_bytes(),
-        &grpc_frame(b"\x0a\x01a")[..],
-        "the node echoed the call"
-    );
-    for bad in [None, Some("not-a-key")] {
-        let refused = client.send(request(bad)).await.unwrap();
+    let host = format!("{id}.dev.local.localhost");
+    let channel = common::grpc::channel(&p.ca_pem(), grpc, &host, &host).await;
+    let message = Bytes::from_static(b"\x0a\x01a");
+    let echoed = common::grpc::unary(
+        &channel,
+        "/qdrant.Points/Search",
+        Some(&key),
+        message.clone(),
+    )
+    .await
+    .expect("a manage key's call reaches the node");
+    assert_eq!(echoed, message, "the node echoed the call");
+    // A real gRPC client must read the gateway's refusal as a status, not a broken stream.
+    for bad in [None, Some("not-a-key"), Some(&key[..key.len() - 1])] {
+        let (code, text) =
+            common::grpc::code(&channel, "/qdrant.Points/Search", bad, message.clone()).await;
+        assert_eq!(code, tonic::Code::Unauthenticated, "{bad:?}: {text}");
         assert_eq!(
-            refused.status, 200,
-            "gRPC refusals are HTTP 200 with a status"
+            text,
+            gateway::answers::UNAUTHENTICATED,
+            "one generic message"
         );
-        assert_eq!(
-            refused.headers["grpc-status"], "16",
-            "UNAUTHENTICATED, trailers-only"
-        );
-        assert!(refused.body.is_empty());
     }
+    // The refusal did not spoil the connection: the next call on it still works.
+    assert!(
+        common::grpc::unary(&channel, "/qdrant.Points/Search", Some(&key), message)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -681,66 +669,82 @@ async fn a_cluster_being_deleted_is_a_503_with_retry_after_and_metrics_tell_no_s
     );
 }
 
+/// Every status the gateway makes on the gRPC port, as a real gRPC client (tonic) reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_grpc_refusal_is_its_status_code() {
+    use tonic::Code;
     let mut p = Platform::start().await;
     let (account, id, key, _, grpc) =
         one_node_behind_a_gateway(&mut p, &[("LYRA_KEY_RPS", "1"), ("LYRA_KEY_BURST", "3")]).await;
     let keys = format!("/api/v1/accounts/{account}/clusters/{id}/api-keys");
-    let (_, ro) = p
-        .call(
-            common::OPERATOR,
-            Method::POST,
-            &keys,
-            Some(json!({"name": "ro", "access": "read-only"})),
-        )
-        .await;
-    let reader = ro["key"].as_str().unwrap().to_owned();
-    let client = Https::new(
-        &p.ca_pem(),
-        format!("127.0.0.1:{grpc}").parse().unwrap(),
-        &["h2"],
-    );
-    let status = |host: String, method: &'static str, key: String| {
-        let client = &client;
-        async move {
-            let r = http::Request::post(format!("https://{host}:{grpc}/qdrant.Points/{method}"))
-                .header("content-type", "application/grpc")
-                .header("te", "trailers")
-                .header("api-key", key)
-                .body(Full::new(grpc_frame(b"\x0a\x01a")))
-                .unwrap();
-            let a = client.send(r).await.unwrap();
-            assert_eq!(a.status, 200);
-            a.headers
-                .get("grpc-status")
-                .map(|v| v.to_str().unwrap().to_owned())
-        }
+    let new_key = async |name: &str, access: &str| {
+        let (s, k) = p
+            .call(
+                common::OPERATOR,
+                Method::POST,
+                &keys,
+                Some(json!({"name": name, "access": access})),
+            )
+            .await;
+        assert_eq!(s, 201);
+        k["key"].as_str().unwrap().to_owned()
     };
+    let reader = new_key("ro", "read-only").await;
+    let operator = new_key("ops", "manage").await;
+    let ca = p.ca_pem();
     let host = format!("{id}.dev.local.localhost");
+    let message = || Bytes::from_static(b"\x0a\x01a");
+    let channel = common::grpc::channel(&ca, grpc, &host, &host).await;
+
     let nowhere = format!("{}.dev.local.localhost", contract::ids::ClusterId::new());
-    assert_eq!(
-        status(nowhere, "Search", key.clone()).await.as_deref(),
-        Some("5"),
-        "NOT_FOUND"
-    );
-    // A read-only key writing: the node refuses with its own trailers-only 7.
-    assert_eq!(
-        status(host.clone(), "Upsert", reader.clone())
-            .await
-            .as_deref(),
-        Some("7"),
-        "PERMISSION_DENIED"
-    );
+    let unknown = common::grpc::channel(&ca, grpc, &nowhere, &nowhere).await;
+    let (code, text) =
+        common::grpc::code(&unknown, "/qdrant.Points/Search", Some(&key), message()).await;
+    assert_eq!(code, Code::NotFound, "unknown host: {text}");
+    assert!(text.contains("no cluster"), "{text}");
+
+    // TLS names one cluster, :authority another: 421 on REST, UNAVAILABLE on gRPC.
+    let misdirected = common::grpc::channel(&ca, grpc, &nowhere, &host).await;
+    let (code, text) =
+        common::grpc::code(&misdirected, "/qdrant.Points/Search", Some(&key), message()).await;
+    assert_eq!(code, Code::Unavailable, "SNI and :authority differ: {text}");
+    assert!(text.contains("Misdirected"), "{text}");
+
+    // A read-only key writing: the node refuses with its own trailers-only 7, which the
+    // gateway passes through intact.
+    let (code, text) =
+        common::grpc::code(&channel, "/qdrant.Points/Upsert", Some(&reader), message()).await;
+    assert_eq!(code, Code::PermissionDenied, "{text}");
+
     let mut codes = Vec::new();
     for _ in 0..4 {
-        codes.push(status(host.clone(), "Search", key.clone()).await);
+        codes.push(
+            common::grpc::code(&channel, "/qdrant.Points/Search", Some(&key), message()).await,
+        );
     }
+    let limited = codes.iter().find(|(c, _)| *c == Code::ResourceExhausted);
     assert!(
-        codes.contains(&Some("8".to_owned())),
+        limited.is_some(),
         "RESOURCE_EXHAUSTED after the burst: {codes:?}"
     );
+    assert!(
+        limited.is_some_and(|(_, t)| t.contains("rate limit")),
+        "{codes:?}"
+    );
+
+    // No node answers (Nebula is gone, so nobody restarts them): UNAVAILABLE, not a hang.
     p.kill_nebula();
+    p.kill_all_nodes();
+    let (code, text) = common::grpc::code(
+        &channel,
+        "/qdrant.Points/Search",
+        Some(&operator),
+        message(),
+    )
+    .await;
+    assert_eq!(code, Code::Unavailable, "no node: {text}");
+    assert!(text.contains("no node"), "{text}");
+
     let (s, _) = p
         .call(
             common::OPERATOR,
@@ -750,19 +754,123 @@ async fn every_grpc_refusal_is_its_status_code() {
         )
         .await;
     assert_eq!(s, 202);
-    let mut unavailable = false;
+    let mut last = (Code::Ok, String::new());
     for _ in 0..50 {
-        if status(host.clone(), "Search", reader.clone())
-            .await
-            .as_deref()
-            == Some("14")
-        {
-            unavailable = true;
+        last =
+            common::grpc::code(&channel, "/qdrant.Points/Search", Some(&reader), message()).await;
+        if last.0 == Code::Unavailable && last.1.contains("not ready") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(unavailable, "UNAVAILABLE for a cluster being deleted");
+    assert_eq!(
+        last.0,
+        Code::Unavailable,
+        "a cluster being deleted: {last:?}"
+    );
+    assert!(last.1.contains("not ready"), "{last:?}");
+}
+
+/// What grpcio, the C-core client under qdrant-client, reads of every status the gateway
+/// makes: each must be a trailers-only answer (one HEADERS frame that ends the stream), which
+/// grpcio reads as the status; anything after it (an empty DATA frame) it reports as
+/// `UNKNOWN: Stream removed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_reads_every_gateway_refusal_as_its_status() {
+    use common::grpc::{GrpcioCall, grpcio};
+    let mut p = Platform::start().await;
+    let (account, id, key, _, grpc) =
+        one_node_behind_a_gateway(&mut p, &[("LYRA_KEY_RPS", "1"), ("LYRA_KEY_BURST", "2")]).await;
+    let keys = format!("/api/v1/accounts/{account}/clusters/{id}/api-keys");
+    let mut others = Vec::new();
+    for (name, access) in [("ro", "read-only"), ("ops", "manage"), ("late", "manage")] {
+        let (s, k) = p
+            .call(
+                common::OPERATOR,
+                Method::POST,
+                &keys,
+                Some(json!({"name": name, "access": access})),
+            )
+            .await;
+        assert_eq!(s, 201);
+        others.push(k["key"].as_str().unwrap().to_owned());
+    }
+    let (reader, operator, late) = (&others[0], &others[1], &others[2]);
+    let ca = p.ca_pem();
+    let host = format!("{id}.dev.local.localhost");
+    let nowhere = format!("{}.dev.local.localhost", contract::ids::ClusterId::new());
+    let call = |method, key, sni, authority| GrpcioCall {
+        method,
+        key,
+        sni,
+        authority,
+        message: b"\x0a\x01a",
+    };
+    let search = "/qdrant.Points/Search";
+    let answers = tokio::task::block_in_place(|| {
+        grpcio(
+            &ca,
+            grpc,
+            &[
+                call(search, Some(&key), &host, &host),
+                call(search, None, &host, &host),
+                call(search, Some("lyra_forged"), &host, &host),
+                call(search, Some(&key), &nowhere, &nowhere),
+                call(search, Some(&key), &nowhere, &host),
+                call("/qdrant.Points/Upsert", Some(reader), &host, &host),
+                call(search, Some(&key), &host, &host),
+                call(search, Some(&key), &host, &host),
+            ],
+        )
+    });
+    let codes: Vec<&str> = answers.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "OK",
+            "UNAUTHENTICATED",
+            "UNAUTHENTICATED",
+            "NOT_FOUND",
+            "UNAVAILABLE",
+            "PERMISSION_DENIED",
+            "OK",
+            "RESOURCE_EXHAUSTED",
+        ],
+        "{answers:?}"
+    );
+    assert_eq!(answers[1].1, gateway::answers::UNAUTHENTICATED);
+    assert!(answers[4].1.contains("Misdirected"), "{answers:?}");
+    assert!(answers[7].1.contains("rate limit"), "{answers:?}");
+
+    // No node answers: UNAVAILABLE. Then the cluster is being deleted: UNAVAILABLE, not ready.
+    p.kill_nebula();
+    p.kill_all_nodes();
+    let down = tokio::task::block_in_place(|| {
+        grpcio(&ca, grpc, &[call(search, Some(operator), &host, &host)])
+    });
+    assert_eq!(down[0].0, "UNAVAILABLE", "{down:?}");
+    assert!(down[0].1.contains("no node"), "{down:?}");
+    let (s, _) = p
+        .call(
+            common::OPERATOR,
+            Method::DELETE,
+            &format!("/api/v1/accounts/{account}/clusters/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 202);
+    let mut last = Vec::new();
+    for _ in 0..50 {
+        last = tokio::task::block_in_place(|| {
+            grpcio(&ca, grpc, &[call(search, Some(late), &host, &host)])
+        });
+        if last[0].1.contains("not ready") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last[0].0, "UNAVAILABLE", "{last:?}");
+    assert!(last[0].1.contains("not ready"), "{last:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

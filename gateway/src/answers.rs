@@ -3,7 +3,9 @@
 //! kind of bad credential gets the same answer, so refusals are no oracle.
 
 use bytes::Bytes;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use pingora::http::ResponseHeader;
+use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub enum Refusal {
     Overloaded,
     /// No node of the cluster could be reached.
     UpstreamDown,
+    /// Something failed inside the gateway itself.
+    Internal,
 }
 
 /// The single message every credential failure shares.
@@ -42,11 +46,12 @@ impl Refusal {
             Refusal::RateLimited { .. } => 429,
             Refusal::NotReady | Refusal::Overloaded => 503,
             Refusal::UpstreamDown => 502,
+            Refusal::Internal => 500,
         }
     }
 
     /// gRPC status: 16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED,
-    /// 5 NOT_FOUND, 14 UNAVAILABLE.
+    /// 5 NOT_FOUND, 14 UNAVAILABLE, 13 INTERNAL.
     pub fn grpc_code(&self) -> u8 {
         match self {
             Refusal::BadRequest => 3,
@@ -55,6 +60,7 @@ impl Refusal {
             Refusal::RateLimited { .. } | Refusal::Overloaded => 8,
             Refusal::UnknownHost => 5,
             Refusal::Misdirected | Refusal::NotReady | Refusal::UpstreamDown => 14,
+            Refusal::Internal => 13,
         }
     }
 
@@ -73,6 +79,7 @@ impl Refusal {
             Refusal::RateLimited { .. } => "Too many requests: rate limit exceeded".to_owned(),
             Refusal::Overloaded => "Service unavailable: too many requests in flight".to_owned(),
             Refusal::UpstreamDown => "Bad gateway: no node of the cluster answered".to_owned(),
+            Refusal::Internal => "Internal error in the gateway".to_owned(),
         }
     }
 
@@ -90,14 +97,32 @@ impl Refusal {
         Bytes::from(body.to_string())
     }
 
+    /// The gRPC answer: a trailers-only response, i.e. one HEADERS frame with `:status 200`,
+    /// `content-type`, `grpc-status` and `grpc-message`, which ends the stream itself.
+    pub fn grpc_header(&self) -> pingora::Result<ResponseHeader> {
+        let mut header = ResponseHeader::build(200, Some(3))?;
+        header.insert_header("content-type", "application/grpc")?;
+        header.insert_header("grpc-status", self.grpc_code().to_string())?;
+        header.insert_header(
+            "grpc-message",
+            utf8_percent_encode(&self.message(), GRPC_MESSAGE).to_string(),
+        )?;
+        Ok(header)
+    }
+
     /// Writes the refusal to the client: JSON on REST, trailers-only on gRPC.
     pub async fn send(&self, session: &mut Session, grpc: bool) -> pingora::Result<()> {
         if grpc {
-            let mut header = ResponseHeader::build(200, Some(3))?;
-            header.insert_header("content-type", "application/grpc")?;
-            header.insert_header("grpc-status", self.grpc_code().to_string())?;
-            header.insert_header("grpc-message", self.message())?;
-            return session.write_response_header(Box::new(header), true).await;
+            // `Session::write_response_header` drops its end-of-stream flag on h2 and a later
+            // finish() closes the stream with an empty DATA frame, which gRPC clients (grpcio,
+            // tonic) read as a broken stream instead of a status. A header task marked as the
+            // end goes to the h2 stream as HEADERS with END_STREAM, and nothing after it.
+            let header = Box::new(self.grpc_header()?);
+            session
+                .as_downstream_mut()
+                .response_duplex_vec(vec![HttpTask::Header(header, true)])
+                .await?;
+            return Ok(());
         }
         let body = self.body();
         let mut header = ResponseHeader::build(self.status(), Some(4))?;
@@ -112,3 +137,6 @@ impl Refusal {
         session.write_response_body(Some(body), true).await
     }
 }
+
+/// What gRPC's `grpc-message` must percent-encode: everything outside printable ASCII, and `%`.
+const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');

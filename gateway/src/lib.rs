@@ -19,7 +19,7 @@
 pub mod config;
 
 mod admin;
-mod answers;
+pub mod answers;
 mod credential;
 mod key_rules;
 pub mod limits;

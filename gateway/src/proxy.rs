@@ -333,16 +333,9 @@ impl ProxyHttp for Gatekeeper {
             ErrorSource::Downstream => Some(Refusal::BadRequest),
             _ => None,
         };
-        let code = match refusal {
-            Some(r) => {
-                let _ = r.send(session, self.grpc).await;
-                r.status()
-            }
-            None => {
-                let _ = session.respond_error(500).await;
-                500
-            }
-        };
+        let refusal = refusal.unwrap_or(Refusal::Internal);
+        let _ = refusal.send(session, self.grpc).await;
+        let code = refusal.status();
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
