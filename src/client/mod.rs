@@ -18,6 +18,7 @@ pub mod connection;
 pub mod dead_letter;
 pub mod key;
 mod orion;
+pub use orion::{error_chain, tls_client_config};
 mod output;
 mod progress;
 mod quantity;

@@ -68,7 +68,7 @@ impl Orion {
                 CliError::Usage("the token contains characters a header cannot carry".into())
             })?;
         bearer.set_sensitive(true);
-        let tls = tls_config(https, cacert)?;
+        let tls = tls_client_config(https, cacert)?;
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -194,7 +194,10 @@ impl Orion {
 }
 
 /// The rustls client configuration: ring, the system's roots for https, and the given CA.
-fn tls_config(https: bool, cacert: Option<&Path>) -> Result<rustls::ClientConfig, CliError> {
+pub fn tls_client_config(
+    https: bool,
+    cacert: Option<&Path>,
+) -> Result<rustls::ClientConfig, CliError> {
     let mut roots = rustls::RootCertStore::empty();
     if https {
         // Unreadable system certificates are skipped, as browsers and curl do.
@@ -227,7 +230,7 @@ fn tls_config(https: bool, cacert: Option<&Path>) -> Result<rustls::ClientConfig
 
 /// The innermost causes of a transport error, which say what actually happened
 /// ("Connection refused"), joined into one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {

@@ -4,6 +4,11 @@
 //! GateKeeper in one process. The platform key, the operator token and the CA are made on the
 //! first start and kept in the data directory, readable by the owner only, so a restart keeps
 //! every cluster and key working. Ctrl-C stops everything: the Qdrant nodes, then Redis.
+//! Before anything starts, dev checks that it has what it needs: `redis-server` (unless
+//! `--redis-url`), and a Qdrant binary ([`qdrant`]: found, cached, or downloaded).
+
+mod qdrant;
+mod release;
 
 use std::fs;
 use std::io::Write;
@@ -42,9 +47,25 @@ pub struct DevArgs {
     /// Nebula's admin listener.
     #[arg(long, default_value = "127.0.0.1:9091")]
     pub nebula_admin: SocketAddr,
-    /// The Qdrant binary the local nodes run.
-    #[arg(long, env = "QDRANT_BIN", default_value = "qdrant")]
-    pub qdrant_bin: PathBuf,
+    /// The Qdrant binary the local nodes run. Default: `qdrant` on PATH, else the copy
+    /// downloaded earlier into the cache, else the pinned official release, downloaded now.
+    #[arg(long, env = "QDRANT_BIN")]
+    pub qdrant_bin: Option<PathBuf>,
+    /// Run the nodes on the project's stand-in (`qdrant-standin`, a test double that answers
+    /// like Qdrant but does not search): a demo without Qdrant.
+    #[arg(long)]
+    pub standin: bool,
+    /// Where downloaded Qdrant releases are kept. Default: $XDG_CACHE_HOME/lyra/qdrant, else
+    /// ~/.cache/lyra/qdrant.
+    #[arg(long, env = "LYRA_QDRANT_CACHE")]
+    pub qdrant_cache: Option<PathBuf>,
+    /// Where official Qdrant releases are downloaded from: <URL>/v<version>/<archive>.
+    #[arg(long, env = "LYRA_QDRANT_RELEASE_URL", default_value = release::DEFAULT_BASE_URL)]
+    pub qdrant_release_url: String,
+    /// The sha256 the downloaded archive must have, instead of the pinned release's (for a
+    /// mirror that serves its own build).
+    #[arg(long, env = "LYRA_QDRANT_SHA256")]
+    pub qdrant_sha256: Option<String>,
     /// Capacity of the `local`/`dev` region: nodes.
     #[arg(long, default_value_t = 16)]
     pub nodes: u64,
@@ -91,7 +112,7 @@ fn start_redis(data: &Path) -> Result<(Child, String), String> {
     })?
     .parse()
     .map_err(|_| "redis.port in the data directory is not a port".to_owned())?;
-    let mut command = Command::new("redis-server");
+    let mut command = Command::new(redis_server()?);
     // SAFETY: prctl(2) only, between fork and exec. Redis gets SIGTERM (a clean shutdown: the
     // AOF is fsynced on every write) when `lyra dev` dies, even by SIGKILL, so a killed dev
     // never leaves a Redis holding the port the next start needs.
@@ -132,6 +153,21 @@ fn start_redis(data: &Path) -> Result<(Child, String), String> {
     ))
 }
 
+/// `redis-server`, found before anything starts (`REDIS_SERVER_BIN`, else PATH), or how to
+/// install it.
+fn redis_server() -> Result<PathBuf, String> {
+    let named = std::env::var_os("REDIS_SERVER_BIN").filter(|v| !v.is_empty());
+    let found = match named {
+        Some(bin) => which::which(&bin).ok(),
+        None => which::which("redis-server").ok(),
+    };
+    found.ok_or_else(|| {
+        "redis-server is not installed. Debian/Ubuntu: `sudo apt-get install redis-server`; \
+         macOS: `brew install redis`; or point --redis-url at a Redis you run"
+            .to_owned()
+    })
+}
+
 fn stop(child: &mut Child, grace: Duration) {
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: kill(2) on our own child, not yet reaped.
@@ -166,6 +202,23 @@ fn resolver_advice() -> Option<String> {
 }
 
 pub fn run(mut args: DevArgs) -> Result<(), String> {
+    if args.redis_url.is_none() {
+        redis_server()?;
+    }
+    let cache_dir = match args.qdrant_cache.clone().or_else(qdrant::default_cache_dir) {
+        Some(dir) => dir,
+        None => {
+            return Err("no cache directory for Qdrant: set HOME or --qdrant-cache".to_owned());
+        }
+    };
+    let qdrant = qdrant::resolve(&qdrant::Options {
+        given: args.qdrant_bin.clone(),
+        standin: args.standin,
+        cache_dir,
+        release_url: args.qdrant_release_url.clone(),
+        sha256: args.qdrant_sha256.clone(),
+        download_timeout: Duration::from_secs(60),
+    })?;
     let given = args.data_dir.clone();
     fs::create_dir_all(&given).map_err(|e| format!("cannot create {}: {e}", given.display()))?;
     // Absolute from here on: redis-server resolves its log file after changing into its
@@ -201,7 +254,15 @@ pub fn run(mut args: DevArgs) -> Result<(), String> {
             (Some(child), url)
         }
     };
-    let result = serve(&args, &redis_url, &master_key, &operator, &ca_cert, &ca_key);
+    let result = serve(
+        &args,
+        &qdrant,
+        &redis_url,
+        &master_key,
+        &operator,
+        &ca_cert,
+        &ca_key,
+    );
     if let Some(child) = redis.as_mut() {
         stop(child, Duration::from_secs(5));
     }
@@ -210,6 +271,7 @@ pub fn run(mut args: DevArgs) -> Result<(), String> {
 
 fn serve(
     args: &DevArgs,
+    qdrant: &qdrant::Resolved,
     redis_url: &str,
     master_key: &str,
     operator: &str,
@@ -236,7 +298,7 @@ fn serve(
     let nebula = provisioner::NebulaConfig {
         platform: platform.clone(),
         data_dir: args.data_dir.clone(),
-        qdrant_bin: args.qdrant_bin.clone(),
+        qdrant_bin: qdrant.bin.clone(),
         local_host: "127.0.0.1".parse().map_err(|_| "bad address".to_owned())?,
         consumer: Some("dev".into()),
         concurrency: 4,
@@ -304,6 +366,7 @@ fn serve(
                 .display()
         );
         println!("  CA          {}", args.data_dir.join("ca.pem").display());
+        println!("  Qdrant      {}", qdrant.describe());
         println!(
             "  endpoints   https://<cluster-id>.dev.local.localhost:{} (REST), :{} (gRPC)",
             args.rest.port(),
@@ -317,6 +380,15 @@ fn serve(
             println!(
                 "  (elsewhere: export LYRA_DATA_DIR={})",
                 args.data_dir.display()
+            );
+        }
+        if !qdrant.is_qdrant() {
+            println!(
+                "Note: the nodes run {} ({:?}), which is NOT Qdrant: the project's stand-in is a \
+                 test double that stores data but does not search. For real Qdrant, drop \
+                 --standin and QDRANT_BIN (lyra dev then finds or downloads Qdrant).",
+                qdrant.bin.display(),
+                qdrant.version
             );
         }
         if let Some(advice) = resolver_advice() {

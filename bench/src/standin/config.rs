@@ -7,7 +7,11 @@ use clap::Parser;
 
 /// Qdrant's command line, as far as ports and clustering go.
 #[derive(Debug, Parser)]
-#[command(name = "qdrant-standin", about = "A test double of the Qdrant server")]
+#[command(
+    name = "qdrant-standin",
+    version,
+    about = "A test double of the Qdrant server (not Qdrant)"
+)]
 pub struct Args {
     /// This peer's own p2p URI (Qdrant: `--uri`).
     #[arg(long)]
