@@ -93,7 +93,12 @@ async fn without_a_key() {
         serde_json::from_str(&call(&node, "GET", "/", None, false).await.body).unwrap();
     assert_eq!(
         root,
-        json!({"title": "qdrant - vector search engine", "version": "1.18.3"})
+        json!({"title": "qdrant - vector search engine", "version": "1.18.3", "commit": "qdrant-standin"})
+    );
+    let health = call(&node, "GET", "/healthz", None, false).await;
+    assert_eq!(
+        health.content_type.as_deref(),
+        Some("text/plain; charset=utf-8")
     );
     for path in ["/collections", "/metrics", "/telemetry"] {
         let c = call(&node, "GET", path, None, false).await;
@@ -163,7 +168,11 @@ async fn keys_and_read_only() {
     )
     .unwrap();
     assert_eq!(search["status"], "ok");
-    assert_eq!(search["result"][0]["payload"], json!({"k": "v"}));
+    assert_eq!(search["result"][0]["id"], 1);
+    assert!(
+        search["result"][0].get("payload").is_none(),
+        "as Qdrant: no payload unless with_payload"
+    );
     let write = call(&node, "PUT", "/collections/b", Some(RO), false).await;
     assert_eq!(write.status, 403);
     assert_eq!(
@@ -472,4 +481,72 @@ async fn three_nodes_form_one_cluster_and_share_collections() {
     for mut n in nodes {
         supervised::kill(&mut n).unwrap();
     }
+}
+
+/// Answers where a side-by-side run against Qdrant 1.18.3 showed the stand-in differed, each
+/// as Qdrant gave it (official clients read these: `collection_exists`, `get_collection`).
+#[tokio::test]
+async fn shaped_as_real_qdrant_answered_side_by_side() {
+    let node = start(false);
+    let http = reqwest::Client::new();
+    let send = |method: &str, path: &str, body: Option<Value>| {
+        let mut r = http
+            .request(method.parse().unwrap(), format!("{}{path}", node.url()))
+            .header("api-key", RW);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, b) = send("GET", "/collections/a/exists", None).await;
+    assert_eq!(
+        (s, b["result"].clone()),
+        (StatusCode::OK, json!({"exists": false}))
+    );
+    let vectors = json!({"size": 2, "distance": "Dot"});
+    let (s, _) = send(
+        "PUT",
+        "/collections/a",
+        Some(json!({"vectors": vectors, "shard_number": 3})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, b) = send("GET", "/collections/a/exists", None).await;
+    assert_eq!(b["result"], json!({"exists": true}));
+    let (_, info) = send("GET", "/collections/a", None).await;
+    let info = &info["result"];
+    assert_eq!(info["config"]["params"]["vectors"], vectors, "{info}");
+    assert_eq!(info["config"]["params"]["shard_number"], 3, "{info}");
+    for field in ["segments_count", "indexed_vectors_count", "payload_schema"] {
+        assert!(!info[field].is_null(), "{field} missing: {info}");
+    }
+    for part in ["hnsw_config", "optimizer_config", "wal_config"] {
+        assert!(info["config"][part].is_object(), "{part} missing: {info}");
+    }
+    let points = json!({"points": [{"id": 1, "vector": [1.0, 0.0], "payload": {"k": "v"}}]});
+    let (s, _) = send("PUT", "/collections/a/points?wait=true", Some(points)).await;
+    assert_eq!(s, 200);
+    let (_, plain) = send(
+        "POST",
+        "/collections/a/points/search",
+        Some(json!({"vector": [1.0, 0.0], "limit": 1})),
+    )
+    .await;
+    assert!(
+        plain["result"][0].get("payload").is_none(),
+        "no payload unless asked: {plain}"
+    );
+    let (_, asked) = send(
+        "POST",
+        "/collections/a/points/query",
+        Some(json!({"query": [1.0, 0.0], "with_payload": true})),
+    )
+    .await;
+    assert_eq!(asked["result"]["points"][0]["payload"], json!({"k": "v"}));
+    // Started without --uri: no cluster mode, and /cluster says only that.
+    let (_, cluster) = send("GET", "/cluster", None).await;
+    assert_eq!(cluster["result"], json!({"status": "disabled"}));
 }

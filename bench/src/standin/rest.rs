@@ -19,6 +19,9 @@ const MAX_BODY: usize = 32 << 20;
 
 type Answer = Response<Full<Bytes>>;
 
+/// Qdrant's plain-text answers (health checks) carry a charset.
+const TEXT: &str = "text/plain; charset=utf-8";
+
 fn respond(status: StatusCode, content_type: Option<&'static str>, body: Vec<u8>) -> Answer {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
@@ -70,7 +73,7 @@ fn reads_points(action: &[&str]) -> bool {
 fn need<'a>(method: &Method, segments: &[&'a str]) -> Option<Need<'a>> {
     Some(match segments {
         ["collections"] => Need::GlobalRead,
-        ["collections", c] if method == Method::GET => Need::Read(c),
+        ["collections", c] | ["collections", c, "exists"] if method == Method::GET => Need::Read(c),
         ["collections", _] => Need::Manage,
         ["collections", c, "points", rest @ ..] => {
             if method == Method::GET || (method == Method::POST && reads_points(rest)) {
@@ -103,7 +106,8 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Answer {
     let method = req.method().clone();
     match path.as_str() {
         "/" => {
-            let body = json!({"title": "qdrant - vector search engine", "version": VERSION});
+            // Qdrant also names its build's commit; the stand-in has none to name.
+            let body = json!({"title": "qdrant - vector search engine", "version": VERSION, "commit": "qdrant-standin"});
             return respond(
                 StatusCode::OK,
                 Some("application/json"),
@@ -111,23 +115,15 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Answer {
             );
         }
         "/healthz" | "/livez" => {
-            return respond(
-                StatusCode::OK,
-                Some("text/plain"),
-                b"healthz check passed".to_vec(),
-            );
+            return respond(StatusCode::OK, Some(TEXT), b"healthz check passed".to_vec());
         }
         "/readyz" => {
             return if node.ready.load(Ordering::Relaxed) {
-                respond(
-                    StatusCode::OK,
-                    Some("text/plain"),
-                    b"all shards are ready".to_vec(),
-                )
+                respond(StatusCode::OK, Some(TEXT), b"all shards are ready".to_vec())
             } else {
                 respond(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    Some("text/plain"),
+                    Some(TEXT),
                     b"some shards are not ready".to_vec(),
                 )
             };
@@ -199,12 +195,12 @@ fn route(
             ok(json!({"collections": list}), started)
         }
         (Method::GET, ["collections", c]) => match collections.get(*c) {
-            Some(col) => ok(
-                json!({"status": "green", "optimizer_status": "ok", "points_count": col.points.len()}),
-                started,
-            ),
+            Some(col) => ok(collection_info(col), started),
             None => missing(c),
         },
+        (Method::GET, ["collections", c, "exists"]) => {
+            ok(json!({"exists": collections.contains_key(*c)}), started)
+        }
         (Method::PUT, ["collections", c]) => {
             if collections.contains_key(*c) {
                 return error(
@@ -213,7 +209,19 @@ fn route(
                     started,
                 );
             }
-            collections.insert((*c).to_owned(), Collection::default());
+            let b = body();
+            let params = json!({
+                "vectors": b["vectors"],
+                "shard_number": b["shard_number"].as_u64().unwrap_or(1),
+                "replication_factor": b["replication_factor"].as_u64().unwrap_or(1),
+                "write_consistency_factor": b["write_consistency_factor"].as_u64().unwrap_or(1),
+                "on_disk_payload": b["on_disk_payload"].as_bool().unwrap_or(true),
+            });
+            let col = Collection {
+                params,
+                ..Collection::default()
+            };
+            collections.insert((*c).to_owned(), col);
             drop(collections);
             node.persist();
             ok(json!(true), started)
@@ -244,14 +252,26 @@ fn route(
             let Some(col) = collections.get(*c) else {
                 return missing(c);
             };
-            let limit = body()["limit"].as_u64().unwrap_or(10) as usize;
+            let body = body();
+            let limit = body["limit"].as_u64().unwrap_or(10) as usize;
+            // Qdrant leaves the payload out unless asked for it (`with_payload`), except on
+            // scroll, where it is in by default.
+            let with_payload = match &body["with_payload"] {
+                Value::Null => *action == "scroll",
+                Value::Bool(b) => *b,
+                _ => true,
+            };
             let hits: Vec<Value> = col
                 .points
                 .iter()
                 .take(limit)
                 .map(|(id, payload)| {
                     let id: Value = serde_json::from_str(id).unwrap_or(Value::Null);
-                    json!({"id": id, "version": 0, "score": 1.0, "payload": payload})
+                    let mut hit = json!({"id": id, "version": 0, "score": 1.0});
+                    if with_payload {
+                        hit["payload"] = payload.clone();
+                    }
+                    hit
                 })
                 .collect();
             match *action {
@@ -260,6 +280,10 @@ fn route(
                 "scroll" => ok(json!({"points": hits, "next_page_offset": null}), started),
                 _ => ok(json!(hits), started),
             }
+        }
+        // A node started without a p2p URI runs without cluster mode, and says only that.
+        (Method::GET, ["cluster"]) if node.uri.is_none() => {
+            ok(json!({"status": "disabled"}), started)
         }
         (Method::GET, ["cluster"]) => {
             let peers: serde_json::Map<String, Value> = node
@@ -292,4 +316,34 @@ fn route(
         ),
         _ => error(StatusCode::NOT_FOUND, "Not found", started),
     }
+}
+
+/// `GET /collections/{c}` as Qdrant shapes it (clients parse every field), with the stand-in's
+/// defaults where Qdrant reports its optimizer's and index's state.
+fn collection_info(col: &Collection) -> Value {
+    let params = if col.params.is_null() {
+        json!({"shard_number": 1, "replication_factor": 1, "write_consistency_factor": 1, "on_disk_payload": true})
+    } else {
+        col.params.clone()
+    };
+    json!({
+        "status": "green",
+        "optimizer_status": "ok",
+        "indexed_vectors_count": 0,
+        "points_count": col.points.len(),
+        "segments_count": 1,
+        "config": {
+            "params": params,
+            "hnsw_config": {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000, "max_indexing_threads": 0, "on_disk": false},
+            "optimizer_config": {
+                "deleted_threshold": 0.2, "vacuum_min_vector_number": 1000, "default_segment_number": 0,
+                "max_segment_size": null, "memmap_threshold": null, "indexing_threshold": 10000,
+                "flush_interval_sec": 5, "max_optimization_threads": null, "prevent_unoptimized": null,
+            },
+            "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0, "wal_retain_closed": 1},
+            "quantization_config": null,
+        },
+        "payload_schema": {},
+        "update_queue": {"length": 0},
+    })
 }

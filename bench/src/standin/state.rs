@@ -15,6 +15,10 @@ use super::auth::Keys;
 pub struct Collection {
     /// Point id (as written) → payload.
     pub points: BTreeMap<String, Value>,
+    /// The creation request's parameters (vectors, shard_number, replication_factor), shown
+    /// back in `GET /collections/{c}` as Qdrant shows its config.
+    #[serde(default)]
+    pub params: Value,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
