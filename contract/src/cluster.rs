@@ -92,6 +92,8 @@ pub struct ClusterConfiguration {
 }
 
 impl ClusterConfiguration {
+    /// Checks the absolute [`limits`]; the region's own bounds are checked by
+    /// [`crate::node_limits::NodeLimits::check_into`] once the region is known.
     pub fn validate_into(&self, v: &mut Validator, prefix: &str) {
         let (lo, hi) = limits::NUM_NODES;
         v.range(

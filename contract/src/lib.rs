@@ -8,6 +8,7 @@
 //! | [`validation`] | field-level validation errors |
 //! | [`resources`] | node resources and capacity, with their units fixed once |
 //! | [`account`], [`region`], [`cluster`] | the domain model |
+//! | [`node_limits`] | a region's bounds on one node's resources and a cluster's node count |
 //! | [`api_key`] | API key metadata and scopes (never the key) |
 //! | [`host`] | the endpoint host `<cluster-uuid>.<region>.<provider>.<tld>` |
 //! | [`command`] | the command envelope and the provisioning commands |
@@ -28,6 +29,7 @@ pub mod host;
 pub mod ids;
 pub mod keyscheme;
 pub mod keyspace;
+pub mod node_limits;
 #[cfg(feature = "cli")]
 pub mod platform;
 mod random;

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use jiff::Timestamp;
 
 use crate::cluster::{Cluster, ClusterConfiguration, Phase};
+use crate::node_limits::NodeLimits;
 use crate::region::{Driver, Region};
 use crate::resources::Capacity;
 
@@ -164,14 +165,15 @@ impl RegionRecord {
     }
 
     /// The fields an operator sets; allocation counters are owned by the scripts.
-    pub fn region_fields(r: &Region) -> Vec<(String, String)> {
+    pub fn region_fields(r: &Region) -> Result<Vec<(String, String)>, serde_json::Error> {
         let mut fields = vec![
             ("provider".into(), r.provider.clone()),
             ("region".into(), r.region.clone()),
             ("driver".into(), r.driver.as_str().into()),
         ];
         fields.extend(capacity_fields("total_", &r.capacity));
-        fields
+        fields.push((NODE_LIMITS.into(), serde_json::to_string(&r.node_limits)?));
+        Ok(fields)
     }
 
     pub fn from_fields(fields: &Fields) -> Result<Self, RecordError> {
@@ -182,9 +184,27 @@ impl RegionRecord {
                 region: get(fields, "region")?.to_owned(),
                 driver,
                 capacity: capacity(fields, "total_")?,
+                node_limits: node_limits(fields.get(NODE_LIMITS).map(String::as_str))?,
             },
             allocated: capacity(fields, "alloc_")?,
         })
+    }
+}
+
+/// The region hash field holding the region's [`NodeLimits`] as JSON: one field, so that a
+/// script can tell in one comparison whether the bounds a request was checked against are
+/// still the region's (see `lua/create_cluster.lua`).
+pub const NODE_LIMITS: &str = "node_limits";
+
+/// A region's bounds from its stored field; a region stored before bounds existed has none
+/// and gets the defaults.
+pub fn node_limits(stored: Option<&str>) -> Result<NodeLimits, RecordError> {
+    match stored {
+        None => Ok(NodeLimits::default()),
+        Some(json) => serde_json::from_str(json).map_err(|e| RecordError::Invalid {
+            field: NODE_LIMITS,
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -194,6 +214,7 @@ mod tests {
     use crate::cluster::ClusterSpec;
     use crate::host::Tld;
     use crate::ids::AccountId;
+    use crate::node_limits::Bounds;
     use crate::resources::NodeResources;
 
     fn to_map(fields: Vec<(String, String)>) -> Fields {
@@ -254,12 +275,38 @@ mod tests {
                 memory: 20_480,
                 disk: 100,
             },
+            node_limits: NodeLimits {
+                cpu: Bounds::new(500, 8000),
+                ..NodeLimits::default()
+            },
         };
-        let mut fields = to_map(RegionRecord::region_fields(&r));
+        let mut fields = to_map(RegionRecord::region_fields(&r).unwrap());
         fields.insert("alloc_nodes".into(), "3".into());
         let back = RegionRecord::from_fields(&fields).unwrap();
         assert_eq!(back.region, r);
         assert_eq!(back.free().nodes, 7);
         assert_eq!(back.free().cpu, 10_000);
+
+        fields.insert(NODE_LIMITS.into(), "{\"cpu\":".into());
+        assert!(matches!(
+            RegionRecord::from_fields(&fields),
+            Err(RecordError::Invalid {
+                field: NODE_LIMITS,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn regions_stored_before_node_limits_get_the_defaults() {
+        let fields = to_map(vec![
+            ("provider".into(), "local".into()),
+            ("region".into(), "dev".into()),
+            ("driver".into(), "local".into()),
+            ("total_nodes".into(), "4".into()),
+        ]);
+        let back = RegionRecord::from_fields(&fields).unwrap();
+        assert_eq!(back.region.node_limits, NodeLimits::default());
+        assert_eq!(back.region.capacity.nodes, 4);
     }
 }

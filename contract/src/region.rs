@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::node_limits::NodeLimits;
 use crate::resources::Capacity;
 use crate::validation::{ValidationError, Validator};
 
@@ -84,7 +85,8 @@ impl fmt::Display for RegionId {
     }
 }
 
-/// A region as an operator registers it: its driver and its capacity totals.
+/// A region as an operator registers it: its driver, its capacity totals and its bounds on
+/// the shape of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Region {
@@ -93,6 +95,9 @@ pub struct Region {
     pub driver: Driver,
     /// Totals: what the region can hold when empty.
     pub capacity: Capacity,
+    /// What one node may have and how many nodes one cluster may have here.
+    #[serde(default)]
+    pub node_limits: NodeLimits,
 }
 
 impl Region {

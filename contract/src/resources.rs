@@ -5,12 +5,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::validation::Validator;
 
-/// Inclusive bounds on one node's resources. Below the minimum Qdrant does not run usefully;
-/// above the maximum no single machine of a real provider offers it.
+/// Absolute, inclusive bounds on one node's resources and on a cluster's node count: what any
+/// request must satisfy, and what every region's [`crate::node_limits::NodeLimits`] must lie
+/// within. They reject nonsense, not policy; a region's own bounds are usually much tighter.
+///
+/// - cpu 10m..=1000 cores: below a hundredth of a core no Qdrant node does useful work, and
+///   the minimum catches cores sent where millicores are meant (`2` for two cores); the
+///   largest machines offered (AWS u7in-32tb, 896 vCPUs) stay below 1000 cores.
+/// - memory 64 MiB..=32 TiB: Qdrant's own footprint at start is of that order, and the minimum
+///   catches GiB sent where MiB are meant (`8` for 8 GiB); 32 TiB is the largest single
+///   machine offered (AWS u7in-32tb).
+/// - disk 1 GiB..=1 PiB: 1 GiB is the unit; one node's disk is one volume, and no provider
+///   offers a volume near 1 PiB (EBS: 64 TiB).
+/// - nodes 1..=100: a Qdrant cluster is one Raft group that every node joins, and 100 is the
+///   largest Lyra has been built for (regions may lower it, not raise it).
+///
+/// Every value fits in the API's 32-bit per-node fields, and a whole cluster's demand
+/// (100 x 1 PiB) stays far below the capacity scripts' exact range (2^53).
 pub mod limits {
-    pub const CPU_MILLICORES: (u64, u64) = (500, 64_000);
-    pub const MEMORY_MIB: (u64, u64) = (512, 524_288);
-    pub const DISK_GIB: (u64, u64) = (1, 16_384);
+    pub const CPU_MILLICORES: (u64, u64) = (10, 1_000_000);
+    pub const MEMORY_MIB: (u64, u64) = (64, 32 * 1024 * 1024);
+    pub const DISK_GIB: (u64, u64) = (1, 1024 * 1024);
     pub const NUM_NODES: (u64, u64) = (1, 100);
 }
 
@@ -28,8 +43,9 @@ pub struct NodeResources {
 }
 
 impl NodeResources {
-    /// Records out-of-range values on `v`, with `prefix` naming where these resources sit in
-    /// the request (e.g. `configuration.node_configuration`).
+    /// Records values outside the absolute [`limits`] on `v`, with `prefix` naming where these
+    /// resources sit in the request (e.g. `configuration.node_configuration`). The region's
+    /// own bounds are checked by [`crate::node_limits::NodeLimits::check_into`].
     pub fn validate_into(&self, v: &mut Validator, prefix: &str) {
         let (lo, hi) = limits::CPU_MILLICORES;
         v.range(
@@ -166,7 +182,7 @@ mod tests {
     fn out_of_range_resources_name_their_field_and_unit() {
         let mut v = Validator::new();
         NodeResources {
-            cpu: 100,
+            cpu: 5,
             memory: 4096,
             disk: 0,
         }

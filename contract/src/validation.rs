@@ -80,6 +80,21 @@ impl Validator {
         });
     }
 
+    /// Like [`Validator::range`], for bounds that hold only somewhere: the reason says where
+    /// (`scope`, e.g. `region local/dev`), so the caller knows whose rule refused the value.
+    pub fn range_in(
+        &mut self,
+        field: &str,
+        value: u64,
+        (min, max): (u64, u64),
+        unit: &str,
+        scope: &str,
+    ) {
+        self.check((min..=max).contains(&value), field, || {
+            format!("must be between {min} and {max} {unit} in {scope}, got {value}")
+        });
+    }
+
     /// A display name: 2 to 64 characters of `[a-zA-Z0-9_-]`.
     pub fn name(&mut self, field: &str, value: &str) {
         if let Err(reason) = check_name(value) {

@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/accounts/{account_id}/tokens"),
     ("GET", "/api/v1/accounts/{account_id}/audit"),
     ("PUT", "/api/v1/regions/{provider}/{region}"),
+    ("GET", "/api/v1/regions/{provider}/{region}"),
     ("GET", "/api/v1/regions"),
     ("POST", "/api/v1/accounts/{account_id}/clusters"),
     ("GET", "/api/v1/accounts/{account_id}/clusters"),
@@ -82,6 +83,47 @@ async fn the_document_is_valid_and_complete() {
             .unwrap_or_else(|| panic!("odd ref {r}"));
         assert!(schemas.get(name).is_some(), "dangling reference {r}");
     }
+    // The regions' node limits are described: what an operator sends (every bound optional)
+    // and what a region shows (every bound present), with the defaults the contract applies.
+    let put = &schemas["PutRegion"]["properties"]["node_limits"];
+    assert!(!put.is_null(), "PutRegion lacks node_limits");
+    // Descriptions keep the doc comment's line breaks; compare words, not layout.
+    let described = put.to_string().replace("\\n", " ");
+    let d = contract::node_limits::DEFAULT;
+    use contract::resources::limits;
+    for (name, b, absolute) in [
+        ("cpu", d.cpu, limits::CPU_MILLICORES),
+        ("memory", d.memory, limits::MEMORY_MIB),
+        ("disk", d.disk, limits::DISK_GIB),
+        ("nodes", d.nodes, limits::NUM_NODES),
+    ] {
+        for (lo, hi) in [(b.min, b.max), absolute] {
+            let said = format!("{name} {lo}..={hi}");
+            assert!(
+                described.contains(&said),
+                "PutRegion does not say {said}: {described}"
+            );
+        }
+        assert!(
+            !schemas["NodeLimitsSpec"]["properties"][name].is_null(),
+            "NodeLimitsSpec lacks {name}"
+        );
+    }
+    assert_eq!(
+        schemas["BoundsSpec"]["required"],
+        serde_json::Value::Null,
+        "a bound an operator sends is optional"
+    );
+    let view = &schemas["RegionView"];
+    assert!(
+        view["required"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|f| f == "node_limits"))
+    );
+    assert_eq!(
+        schemas["Bounds"]["required"],
+        serde_json::json!(["min", "max"])
+    );
     for (_, _, op) in spec.operations() {
         assert!(
             !op.responses.as_ref().is_none_or(|r| r.is_empty()),

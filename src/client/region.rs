@@ -1,8 +1,9 @@
-//! `lyra region`: the capacity inventory (regions, their driver and totals). Operator token to
-//! change; any token to read.
+//! `lyra region`: the capacity inventory (regions, their driver, totals and node limits).
+//! Operator token to change; any token to read.
 
 use clap::{Args, Subcommand};
-use contract::region::Driver;
+use contract::node_limits::{Bounds, BoundsSpec, DEFAULT, NodeLimitsSpec};
+use contract::region::{Driver, RegionId};
 use control::api::{Capacity, PutRegion, RegionView};
 use http::Method;
 
@@ -50,6 +51,54 @@ pub struct SetRegion {
     /// Total disk: 10Ti, or GiB.
     #[arg(long, value_parser = quantity::disk)]
     disk: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Bounds on one node and on a cluster's nodes. A bound left out takes its default, also when
+/// the region had another one: `set` describes the whole region. The defaults in the help come
+/// from the contract, so they cannot drift from what Orion applies.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Node limits (a bound left out takes its default)")]
+pub struct LimitArgs {
+    #[arg(long, value_parser = quantity::cpu,
+        help = format!("Least CPU of one node: cores (0.5) or millicores (500m) [default: {}]", show_cpu(DEFAULT.cpu.min)))]
+    min_cpu: Option<u64>,
+    #[arg(long, value_parser = quantity::cpu,
+        help = format!("Most CPU of one node [default: {}]", show_cpu(DEFAULT.cpu.max)))]
+    max_cpu: Option<u64>,
+    #[arg(long, value_parser = quantity::memory,
+        help = format!("Least memory of one node: 256Mi, 1Gi [default: {}]", show_memory(DEFAULT.memory.min)))]
+    min_memory: Option<u64>,
+    #[arg(long, value_parser = quantity::memory,
+        help = format!("Most memory of one node [default: {}]", show_memory(DEFAULT.memory.max)))]
+    max_memory: Option<u64>,
+    #[arg(long, value_parser = quantity::disk,
+        help = format!("Least disk of one node: 10Gi [default: {}]", show_disk(DEFAULT.disk.min)))]
+    min_disk: Option<u64>,
+    #[arg(long, value_parser = quantity::disk,
+        help = format!("Most disk of one node [default: {}]", show_disk(DEFAULT.disk.max)))]
+    max_disk: Option<u64>,
+    #[arg(long, help = format!("Fewest nodes of one cluster [default: {}]", DEFAULT.nodes.min))]
+    min_nodes: Option<u64>,
+    #[arg(long, help = format!("Most nodes of one cluster [default: {}]", DEFAULT.nodes.max))]
+    max_nodes: Option<u64>,
+}
+
+impl LimitArgs {
+    /// What to send: nothing when no bound is given, so Orion applies every default.
+    fn spec(&self) -> Option<NodeLimitsSpec> {
+        let bounds = |min: Option<u64>, max: Option<u64>| {
+            (min.is_some() || max.is_some()).then_some(BoundsSpec { min, max })
+        };
+        let spec = NodeLimitsSpec {
+            cpu: bounds(self.min_cpu, self.max_cpu),
+            memory: bounds(self.min_memory, self.max_memory),
+            disk: bounds(self.min_disk, self.max_disk),
+            nodes: bounds(self.min_nodes, self.max_nodes),
+        };
+        (!spec.is_empty()).then_some(spec)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,10 +112,11 @@ pub enum RegionCommand {
         #[arg(value_parser = parse_ref)]
         region: RegionRef,
     },
-    /// Register a region or change its capacity (operator token). Raising capacity allocates
-    /// waiting clusters, oldest first.
+    /// Register a region or change its capacity and node limits (operator token). Raising
+    /// capacity allocates waiting clusters, oldest first; node limits apply to clusters created
+    /// or resized from now on.
     #[command(
-        after_help = "Example:\n  lyra region set aws/eu-west-1 --driver kubernetes --nodes 64 --cpu 256 --memory 1Ti --disk 50Ti"
+        after_help = "Example:\n  lyra region set aws/eu-west-1 --driver kubernetes --nodes 64 --cpu 256 --memory 1Ti --disk 50Ti \\\n      --min-cpu 500m --max-memory 64Gi"
     )]
     Set(SetRegion),
 }
@@ -79,6 +129,27 @@ fn capacity(c: &Capacity) -> String {
         show_memory(c.memory),
         show_disk(c.disk)
     )
+}
+
+fn range(b: &Bounds, show: fn(u64) -> String) -> String {
+    format!("{} to {}", show(b.min), show(b.max))
+}
+
+fn details(r: &RegionView) -> String {
+    let l = &r.node_limits;
+    output::details(&[
+        ("region", format!("{}/{}", r.provider, r.region)),
+        ("driver", r.driver.to_string()),
+        ("capacity", capacity(&r.capacity)),
+        ("allocated", capacity(&r.allocated)),
+        ("free", capacity(&r.free)),
+        ("waiting", r.waiting.to_string()),
+        ("cpu per node", range(&l.cpu, show_cpu)),
+        ("memory per node", range(&l.memory, show_memory)),
+        ("disk per node", range(&l.disk, show_disk)),
+        ("nodes per cluster", range(&l.nodes, |n| n.to_string())),
+    ])
+    .to_string()
 }
 
 fn rows(regions: &[RegionView]) -> String {
@@ -117,20 +188,27 @@ pub async fn run(conn: &Connection, command: RegionCommand) -> Result<(), CliErr
             )
         }
         RegionCommand::Get { region } => {
-            let answer = orion.get::<Vec<RegionView>>("/api/v1/regions").await?;
-            let found = answer
-                .value
-                .into_iter()
-                .zip(answer.json.as_array().cloned().unwrap_or_default())
-                .find(|(r, _)| r.provider == region.provider && r.region == region.region);
-            let Some((view, json)) = found else {
+            // Names go into the path: one that is no DNS label (a space, `?`) cannot exist, and
+            // must not turn into another request.
+            if RegionId::new(&region.provider, &region.region).is_err() {
                 return Err(CliError::Api {
                     status: 404,
                     message: format!("region {}/{} not found", region.provider, region.region),
                 });
-            };
-            let one = std::slice::from_ref(&view);
-            output::emit(format, &json, || names(one), || rows(one))
+            }
+            let answer = orion
+                .get::<RegionView>(&format!(
+                    "/api/v1/regions/{}/{}",
+                    region.provider, region.region
+                ))
+                .await?;
+            let one = std::slice::from_ref(&answer.value);
+            output::emit(
+                format,
+                &answer.json,
+                || names(one),
+                || details(&answer.value),
+            )
         }
         RegionCommand::Set(set) => {
             let body = PutRegion {
@@ -141,6 +219,7 @@ pub async fn run(conn: &Connection, command: RegionCommand) -> Result<(), CliErr
                     memory: set.memory,
                     disk: set.disk,
                 },
+                node_limits: set.limits.spec(),
             };
             let path = format!(
                 "/api/v1/regions/{}/{}",
@@ -150,7 +229,12 @@ pub async fn run(conn: &Connection, command: RegionCommand) -> Result<(), CliErr
                 .change::<_, RegionView>(Method::PUT, &path, Some(&body))
                 .await?;
             let one = std::slice::from_ref(&answer.value);
-            output::emit(format, &answer.json, || names(one), || rows(one))
+            output::emit(
+                format,
+                &answer.json,
+                || names(one),
+                || details(&answer.value),
+            )
         }
     }
 }

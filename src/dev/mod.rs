@@ -113,6 +113,8 @@ fn start_redis(data: &Path) -> Result<(Child, String), String> {
     .parse()
     .map_err(|_| "redis.port in the data directory is not a port".to_owned())?;
     let mut command = Command::new(redis_server()?);
+    // Its usual name in `ps` (Redis rewrites its title from argv[0]), however it was found.
+    std::os::unix::process::CommandExt::arg0(&mut command, "redis-server");
     // SAFETY: prctl(2) only, between fork and exec. Redis gets SIGTERM (a clean shutdown: the
     // AOF is fsynced on every write) when `lyra dev` dies, even by SIGKILL, so a killed dev
     // never leaves a Redis holding the port the next start needs.

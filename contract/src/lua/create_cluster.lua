@@ -4,12 +4,18 @@
 -- KEYS[1] region hash        KEYS[2] region waiting list   KEYS[3] cluster hash
 -- KEYS[4] account's clusters KEYS[5] command stream        KEYS[6] cluster's queued command
 -- ARGV[1] key prefix  ARGV[2] now  ARGV[3] cluster id  ARGV[4] creation score (ms)
--- ARGV[5] command envelope JSON   ARGV[6..] cluster hash field/value pairs
--- Returns { 'NO_REGION' } | { 'CREATING' } | { 'PENDING', reason }.
+-- ARGV[5] command envelope JSON
+-- ARGV[6] the region's node_limits field as Orion read it and checked the request against
+--         ('' when the region has none)
+-- ARGV[7..] cluster hash field/value pairs
+-- Returns { 'NO_REGION' } | { 'LIMITS_CHANGED' } | { 'CREATING' } | { 'PENDING', reason }.
 if redis.call('EXISTS', KEYS[1]) == 0 then return { 'NO_REGION' } end
+-- An operator may have changed the region's bounds since Orion checked the request: then
+-- nothing is written and Orion checks again against what is stored now.
+if (redis.call('HGET', KEYS[1], 'node_limits') or '') ~= ARGV[6] then return { 'LIMITS_CHANGED' } end
 
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[3], unpack(fields))
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
 

@@ -31,7 +31,20 @@ use crate::json::ApiJson;
 use crate::problem::{ApiResult, Problem};
 use crate::request_id::RequestId;
 use crate::routes::accounts::{AccountPath, require_visible};
+use crate::routes::regions::{self, StoredLimits};
 use crate::store::{StoreError, lua, reply_status};
+
+/// How many times a create or resize checks the region's node limits again after an operator
+/// changed them mid-request (the script refuses stale ones). Limits change by hand, so a
+/// second round practically always settles it; the bound only keeps a request from spinning.
+const LIMITS_ATTEMPTS: usize = 3;
+
+fn limits_kept_changing(c: &Cluster) -> Problem {
+    Problem::conflict(format!(
+        "the node limits of region {}/{} kept changing while this request was handled; retry",
+        c.cloud_provider, c.cloud_region
+    ))
+}
 
 #[derive(Debug, Deserialize)]
 pub struct ClusterPath {
@@ -160,32 +173,53 @@ pub async fn create_cluster(
     let command_json = command.to_json().map_err(StoreError::from)?;
     let fields = ClusterRecord::cluster_fields(&cluster).map_err(StoreError::from)?;
 
-    let mut invocation = lua::CREATE_CLUSTER.prepare_invoke();
-    invocation
-        .key(keyspace::region(
-            &cluster.cloud_provider,
-            &cluster.cloud_region,
-        ))
-        .key(keyspace::region_waiting(
-            &cluster.cloud_provider,
-            &cluster.cloud_region,
-        ))
-        .key(keyspace::cluster(cluster.id))
-        .key(keyspace::account_clusters(cluster.account_id))
-        .key(keyspace::command_stream())
-        .key(keyspace::cluster_queued_command(cluster.id))
-        .arg(keyspace::PREFIX)
-        .arg(now.to_string())
-        .arg(cluster.id.to_string())
-        .arg(now.as_millisecond())
-        .arg(&command_json);
-    for (field, value) in &fields {
-        invocation.arg(field).arg(value);
+    let mut answer = None;
+    for _ in 0..LIMITS_ATTEMPTS {
+        let Some(StoredLimits { limits, raw }) =
+            regions::node_limits(&state, &cluster.cloud_provider, &cluster.cloud_region).await?
+        else {
+            return Err(unknown_region(&state, &spec).await?);
+        };
+        limits
+            .check(
+                &cluster.configuration,
+                &cluster.region_id(),
+                "configuration",
+            )
+            .map_err(Problem::validation)?;
+        let mut invocation = lua::CREATE_CLUSTER.prepare_invoke();
+        invocation
+            .key(keyspace::region(
+                &cluster.cloud_provider,
+                &cluster.cloud_region,
+            ))
+            .key(keyspace::region_waiting(
+                &cluster.cloud_provider,
+                &cluster.cloud_region,
+            ))
+            .key(keyspace::cluster(cluster.id))
+            .key(keyspace::account_clusters(cluster.account_id))
+            .key(keyspace::command_stream())
+            .key(keyspace::cluster_queued_command(cluster.id))
+            .arg(keyspace::PREFIX)
+            .arg(now.to_string())
+            .arg(cluster.id.to_string())
+            .arg(now.as_millisecond())
+            .arg(&command_json)
+            .arg(raw);
+        for (field, value) in &fields {
+            invocation.arg(field).arg(value);
+        }
+        let reply: Vec<String> = state
+            .store
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        if reply_status(&reply) != "LIMITS_CHANGED" {
+            answer = Some(reply);
+            break;
+        }
     }
-    let reply: Vec<String> = state
-        .store
-        .run(|mut c| async move { invocation.invoke_async(&mut c).await })
-        .await?;
+    let reply = answer.ok_or_else(|| limits_kept_changing(&cluster))?;
     match reply_status(&reply) {
         "NO_REGION" => return Err(unknown_region(&state, &spec).await?),
         "CREATING" => {
@@ -348,28 +382,44 @@ pub async fn resize_cluster(
     );
     let command_json = command.to_json().map_err(StoreError::from)?;
     let configuration = serde_json::to_string(&body.configuration).map_err(StoreError::from)?;
-    let keys = (
-        keyspace::region(&current.cloud_provider, &current.cloud_region),
-        keyspace::cluster(current.id),
-        keyspace::command_stream(),
-    );
-    let generation = current.generation;
-    let reply: Vec<String> = state
-        .store
-        .run(|mut c| async move {
-            lua::RESIZE_CLUSTER
-                .key(keys.0)
-                .key(keys.1)
-                .key(keys.2)
-                .arg(keyspace::PREFIX)
-                .arg(now.to_string())
-                .arg(generation)
-                .arg(configuration)
-                .arg(command_json)
-                .invoke_async(&mut c)
-                .await
-        })
-        .await?;
+    let mut answer = None;
+    for _ in 0..LIMITS_ATTEMPTS {
+        let Some(StoredLimits { limits, raw }) =
+            regions::node_limits(&state, &current.cloud_provider, &current.cloud_region).await?
+        else {
+            // Regions are never removed, so a cluster's region is always there.
+            tracing::error!(cluster = %current.id, region = %current.region_id(), "a cluster's region is missing");
+            return Err(Problem::internal());
+        };
+        // The whole new shape must fit today's limits, also the dimensions that do not change:
+        // tightened limits are how an operator moves clusters off shapes it no longer runs.
+        limits
+            .check(&body.configuration, &current.region_id(), "configuration")
+            .map_err(Problem::validation)?;
+        let mut invocation = lua::RESIZE_CLUSTER.prepare_invoke();
+        invocation
+            .key(keyspace::region(
+                &current.cloud_provider,
+                &current.cloud_region,
+            ))
+            .key(keyspace::cluster(current.id))
+            .key(keyspace::command_stream())
+            .arg(keyspace::PREFIX)
+            .arg(now.to_string())
+            .arg(current.generation)
+            .arg(&configuration)
+            .arg(&command_json)
+            .arg(raw);
+        let reply: Vec<String> = state
+            .store
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        if reply_status(&reply) != "LIMITS_CHANGED" {
+            answer = Some(reply);
+            break;
+        }
+    }
+    let reply = answer.ok_or_else(|| limits_kept_changing(&current))?;
     let detail = reply.get(1).cloned().unwrap_or_default();
     match reply_status(&reply) {
         "SCALING" => {

@@ -54,7 +54,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::create_token))
         .routes(routes!(audit_log::get_audit))
         .routes(routes!(regions::list_regions))
-        .routes(routes!(regions::put_region))
+        .routes(routes!(regions::put_region, regions::get_region))
         .routes(routes!(clusters::create_cluster, clusters::list_clusters))
         .routes(routes!(
             clusters::get_cluster,

@@ -1,11 +1,13 @@
-//! Regions and their capacity. Registering capacity allocates waiting claims in order.
+//! Regions, their capacity and their node limits. Registering capacity allocates waiting
+//! claims in order.
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
 use contract::keyspace;
-use contract::record::RegionRecord;
+use contract::node_limits::{NodeLimits, NodeLimitsSpec};
+use contract::record::{self, RegionRecord};
 use contract::region::{Driver, Region, RegionId};
 use contract::resources::Capacity;
 use jiff::Timestamp;
@@ -26,6 +28,14 @@ pub struct PutRegion {
     pub driver: Driver,
     /// Totals for the whole region (cpu in millicores, memory in MiB, disk in GiB).
     pub capacity: Capacity,
+    /// Bounds on one node (cpu in millicores, memory in MiB, disk in GiB) and on the nodes of
+    /// one cluster, checked when clusters are created or resized. Every bound left out takes
+    /// its default (cpu 100..=64000, memory 128..=524288, disk 1..=16384, nodes 1..=100): a
+    /// PUT describes the whole region, so bounds set before and not sent again are reset.
+    /// Each bound must lie within the absolute limits (cpu 10..=1000000, memory
+    /// 64..=33554432, disk 1..=1048576, nodes 1..=100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_limits: Option<NodeLimitsSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +56,8 @@ pub struct RegionView {
     pub free: Capacity,
     /// Clusters waiting for capacity here.
     pub waiting: u64,
+    /// The bounds new and resized clusters must fit, defaults filled in.
+    pub node_limits: NodeLimits,
 }
 
 /// The largest total per dimension: far beyond any real region, small enough that sums in the
@@ -81,13 +93,50 @@ pub async fn load(
         capacity: record.region.capacity,
         allocated: record.allocated,
         waiting,
+        node_limits: record.region.node_limits,
+    }))
+}
+
+/// A region's node limits as stored: decoded to check a request against, and the stored text
+/// itself, which the cluster scripts compare to make sure they did not change in between.
+pub struct StoredLimits {
+    pub limits: NodeLimits,
+    /// The `node_limits` field exactly as read; empty for a region stored before limits
+    /// existed (which has the defaults).
+    pub raw: String,
+}
+
+/// The node limits of a region, or `None` when the region does not exist.
+pub async fn node_limits(
+    state: &AppState,
+    provider: &str,
+    region: &str,
+) -> Result<Option<StoredLimits>, StoreError> {
+    let key = keyspace::region(provider, region);
+    let (exists, raw): (bool, Option<String>) = state
+        .store
+        .run(|mut c| async move {
+            redis::pipe()
+                .exists(&key)
+                .hget(&key, record::NODE_LIMITS)
+                .query_async(&mut c)
+                .await
+        })
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(StoredLimits {
+        limits: record::node_limits(raw.as_deref())?,
+        raw: raw.unwrap_or_default(),
     }))
 }
 
 #[utoipa::path(put, path = "/api/v1/regions/{provider}/{region}", tag = "regions",
     params(("provider" = String, Path), ("region" = String, Path)),
     request_body = PutRegion,
-    responses((status = 200, body = RegionView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = RegionView), (status = 403, body = Problem), (status = 409, body = Problem),
+        (status = 422, body = Problem, description = "a bad driver, total or node limit; nothing is changed")),
     security(("bearer" = [])))]
 pub async fn put_region(
     State(state): State<AppState>,
@@ -107,12 +156,18 @@ pub async fn put_region(
     ] {
         v.range(&format!("capacity.{dim}"), value, 0, MAX_TOTAL, "");
     }
+    let node_limits = body
+        .node_limits
+        .unwrap_or_default()
+        .resolve_into(&mut v, "node_limits");
     v.finish().map_err(Problem::validation)?;
+    let limits_json = serde_json::to_string(&node_limits).map_err(StoreError::from)?;
     let region = Region {
         provider: id.provider.clone(),
         region: id.region.clone(),
         driver: body.driver,
         capacity: body.capacity,
+        node_limits,
     };
     let (key, set) = (
         keyspace::region(&id.provider, &id.region),
@@ -133,6 +188,7 @@ pub async fn put_region(
                 .arg(c.cpu)
                 .arg(c.memory)
                 .arg(c.disk)
+                .arg(limits_json)
                 .invoke_async(&mut conn)
                 .await
         })
@@ -193,6 +249,24 @@ async fn issue_certificate(state: &AppState, id: &RegionId) -> ApiResult<()> {
             Err(Problem::internal())
         }
     }
+}
+
+#[utoipa::path(get, path = "/api/v1/regions/{provider}/{region}", tag = "regions",
+    params(("provider" = String, Path), ("region" = String, Path)),
+    responses((status = 200, body = RegionView), (status = 401, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get_region(
+    State(state): State<AppState>,
+    _who: Principal,
+    ApiPath(path): ApiPath<RegionPath>,
+) -> ApiResult<Json<RegionView>> {
+    let missing = || Problem::not_found(&format!("region {}/{}", path.provider, path.region));
+    // A name that is not a DNS label cannot have been registered: not found, like any other.
+    RegionId::new(&path.provider, &path.region).map_err(|_| missing())?;
+    load(&state, &path.provider, &path.region)
+        .await?
+        .map(Json)
+        .ok_or_else(missing)
 }
 
 #[utoipa::path(get, path = "/api/v1/regions", tag = "regions",
