@@ -450,3 +450,142 @@ async fn real_qdrant_clusters_behind_the_gateway() {
     let (s, _) = rest(&c, &host, rest_port, &manage, "GET", "/collections", None).await;
     assert_eq!(s, 401);
 }
+
+/// Resizes the cluster to `n` nodes and waits until it is HEALTHY again: the seconds it took.
+async fn resize(p: &Platform, admin: &str, account: &str, id: &str, n: u32) -> f64 {
+    let started = Instant::now();
+    let (s, c) = p
+        .call(
+            admin,
+            Method::PATCH,
+            &format!("/api/v1/accounts/{account}/clusters/{id}"),
+            Some(json!({"configuration": {"num_nodes": n, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 10}}})),
+        )
+        .await;
+    assert_eq!(s, 202, "{c}");
+    let c = p.wait_phase(admin, account, id, "HEALTHY").await;
+    assert_eq!(c["configuration"]["num_nodes"], n, "{c}");
+    started.elapsed().as_secs_f64()
+}
+
+/// Every point is still there, whichever node answers, and the nearest one is the same.
+async fn assert_all_points(c: &Https, host: &str, port: u16, key: &str, collection: &str, n: u64) {
+    for _ in 0..4 {
+        let (s, b) = rest(
+            c,
+            host,
+            port,
+            key,
+            "POST",
+            &format!("/collections/{collection}/points/count"),
+            Some(json!({"exact": true})),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["result"]["count"], n, "{collection}: {b}");
+        let (s, b) = rest(
+            c,
+            host,
+            port,
+            key,
+            "POST",
+            &format!("/collections/{collection}/points/query"),
+            Some(json!({"query": [0.0, 0.0, 0.0, 1.0], "limit": 1})),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["result"]["points"][0]["id"], n, "{collection}: {b}");
+    }
+}
+
+async fn fill(
+    c: &Https,
+    host: &str,
+    port: u16,
+    key: &str,
+    collection: &str,
+    (shards, replicas): (u32, u32),
+    n: u64,
+) {
+    let (s, b) = rest(c, host, port, key, "PUT", &format!("/collections/{collection}"),
+        Some(json!({"vectors": {"size": 4, "distance": "Dot"}, "shard_number": shards, "replication_factor": replicas}))).await;
+    assert_eq!(s, 200, "{b}");
+    for chunk in (1..=n).collect::<Vec<_>>().chunks(1000) {
+        let points: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"id": i, "vector": [0.1, 0.2, 0.3, *i as f64 / n as f64]}))
+            .collect();
+        let (s, b) = rest(
+            c,
+            host,
+            port,
+            key,
+            "PUT",
+            &format!("/collections/{collection}/points?wait=true"),
+            Some(json!({"points": points})),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    }
+}
+
+async fn peers(c: &Https, host: &str, port: u16, key: &str) -> usize {
+    let (s, b) = rest(c, host, port, key, "GET", "/cluster", None).await;
+    assert_eq!(s, 200, "{b}");
+    b["result"]["peers"].as_object().map_or(0, |m| m.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_real_qdrant_down_and_up_keeps_every_point() {
+    let Some(qdrant) = real_qdrant() else { return };
+    let mut p = Platform::start().await;
+    let (account, admin) = p.tenant(10).await;
+    p.qdrant_bin = qdrant;
+    // Nebula's own log says how long the drain and the driver each took.
+    p.start_nebula(&[
+        ("LYRA_NEBULA_READY_TIMEOUT", "60"),
+        ("RUST_LOG", "warn,provisioner::handlers::resize=info"),
+    ]);
+    let id = p.create_cluster(&admin, &account, 3).await;
+    p.wait_phase(&admin, &account, &id, "HEALTHY").await;
+    let (rest_port, _) = p.start_gatekeeper().await;
+    let c = Https::new(
+        &p.ca_pem(),
+        format!("127.0.0.1:{rest_port}").parse().unwrap(),
+        &["h2", "http/1.1"],
+    );
+    let host = format!("{id}.dev.local.localhost");
+    let key = create_key(
+        &p,
+        &admin,
+        &account,
+        &id,
+        json!({"name": "app", "access": "manage"}),
+    )
+    .await;
+
+    // The reported case: one copy of each of 3 shards, one per node, then 3 -> 1.
+    fill(&c, &host, rest_port, &key, "docs", (3, 1), 300).await;
+    fill(&c, &host, rest_port, &key, "big", (3, 1), 10_000).await;
+    let took = resize(&p, &admin, &account, &id, 2).await;
+    eprintln!("real Qdrant, 10,300 points in 6 shards: 3 -> 2 nodes in {took:.2} s");
+    assert_all_points(&c, &host, rest_port, &key, "big", 10_000).await;
+    let took = resize(&p, &admin, &account, &id, 1).await;
+    eprintln!("real Qdrant: 2 -> 1 node in {took:.2} s");
+    assert_all_points(&c, &host, rest_port, &key, "docs", 300).await;
+    assert_all_points(&c, &host, rest_port, &key, "big", 10_000).await;
+    assert_eq!(p.node_processes(&id).len(), 1);
+
+    // 1 -> 3: new peers join the Raft cluster; then 3 -> 2 with two copies of each shard.
+    let took = resize(&p, &admin, &account, &id, 3).await;
+    eprintln!("real Qdrant: 1 -> 3 nodes in {took:.2} s");
+    assert_eq!(peers(&c, &host, rest_port, &key).await, 3);
+    fill(&c, &host, rest_port, &key, "replicated", (3, 2), 300).await;
+    let took = resize(&p, &admin, &account, &id, 2).await;
+    eprintln!("real Qdrant: 3 -> 2 nodes (replication 2) in {took:.2} s");
+    assert_eq!(peers(&c, &host, rest_port, &key).await, 2);
+    for (collection, n) in [("docs", 300), ("big", 10_000), ("replicated", 300)] {
+        assert_all_points(&c, &host, rest_port, &key, collection, n).await;
+    }
+    assert_eq!(p.node_processes(&id).len(), 2);
+}

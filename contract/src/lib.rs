@@ -32,6 +32,8 @@ pub mod keyspace;
 pub mod node_limits;
 #[cfg(feature = "cli")]
 pub mod platform;
+#[cfg(feature = "qdrant-api")]
+pub mod qdrant;
 mod random;
 pub mod record;
 pub mod region;

@@ -40,6 +40,7 @@ pub mod api {
 
 mod audit;
 mod auth;
+mod data_guard;
 mod extract;
 mod idempotency;
 mod json;

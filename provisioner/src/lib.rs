@@ -17,6 +17,7 @@ pub mod driver;
 mod admin;
 mod consumer;
 mod crash;
+mod drain;
 mod handlers;
 mod lease;
 mod metrics;

@@ -38,6 +38,12 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     r
 }
 
+/// A peer removed from the cluster (Qdrant: `DELETE /cluster/peer/{id}`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Forget {
+    pub peer_id: u64,
+}
+
 /// Every collection a node holds, sent to its peers after a change.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Replica {
@@ -62,6 +68,15 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Full<By
             *collections = replica.collections;
         }
         node.persist();
+        return reply(StatusCode::OK, Vec::new());
+    }
+    if method == Method::POST && path == "/forget" {
+        let Ok(gone) = serde_json::from_slice::<Forget>(&body) else {
+            return reply(StatusCode::BAD_REQUEST, Vec::new());
+        };
+        if let Ok(mut peers) = node.peers.lock() {
+            peers.remove(&gone.peer_id);
+        }
         return reply(StatusCode::OK, Vec::new());
     }
     if method == Method::POST && path == "/join" {
@@ -100,6 +115,31 @@ async fn exchange(client: &HttpClient, request: Request<Full<Bytes>>) -> Option<
         .await
         .ok()
         .flatten()
+}
+
+/// Tells every other peer that `gone` left the cluster.
+pub async fn forget(node: &Node, gone: u64) {
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let Ok(body) = serde_json::to_vec(&Forget { peer_id: gone }) else {
+        return;
+    };
+    let others: Vec<String> = node
+        .peers
+        .lock()
+        .map(|p| {
+            p.iter()
+                .filter(|(id, _)| **id != node.peer_id)
+                .map(|(_, uri)| uri.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for uri in others {
+        if let Ok(request) = Request::post(format!("{}/forget", uri.trim_end_matches('/')))
+            .body(Full::new(Bytes::from(body.clone())))
+        {
+            let _ = exchange(&client, request).await;
+        }
+    }
 }
 
 /// Copies this node's collections to every peer. The peer table is refreshed first from the

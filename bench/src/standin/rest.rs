@@ -1,6 +1,7 @@
 //! The REST port: Qdrant's public probes, and a few collection and point routes with small
 //! Qdrant-shaped answers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -73,7 +74,13 @@ fn reads_points(action: &[&str]) -> bool {
 fn need<'a>(method: &Method, segments: &[&'a str]) -> Option<Need<'a>> {
     Some(match segments {
         ["collections"] => Need::GlobalRead,
-        ["collections", c] | ["collections", c, "exists"] if method == Method::GET => Need::Read(c),
+        ["collections", c] | ["collections", c, "exists"] | ["collections", c, "cluster"]
+            if method == Method::GET =>
+        {
+            Need::Read(c)
+        }
+        ["collections", _, "cluster"] => Need::Manage,
+        ["cluster", "peer", _] if method == Method::DELETE => Need::Manage,
         ["collections", _] => Need::Manage,
         ["collections", c, "points", rest @ ..] => {
             if method == Method::GET || (method == Method::POST && reads_points(rest)) {
@@ -158,6 +165,13 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Answer {
     };
     let json_body = || serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
     let answer = route(&node, &grant, &method, &segments, json_body, started);
+    // A removed peer leaves every node's table before anything is replicated, so no node
+    // learns of it again from another.
+    if let (["cluster", "peer", peer], true) = (segments.as_slice(), answer.status().is_success())
+        && let Ok(peer) = peer.parse::<u64>()
+    {
+        super::peers::forget(&node, peer).await;
+    }
     // A change is on every peer before it is acknowledged, as Qdrant's consensus does for
     // collections, so a client sees the same data whichever node it reaches next.
     let changed = matches!(need, Need::Manage | Need::Write(_)) && answer.status().is_success();
@@ -198,6 +212,56 @@ fn route(
             Some(col) => ok(collection_info(col), started),
             None => missing(c),
         },
+        (Method::GET, ["collections", c, "cluster"]) => match collections.get(*c) {
+            Some(col) => ok(collection_cluster(node.peer_id, col), started),
+            None => missing(c),
+        },
+        (Method::POST, ["collections", c, "cluster"]) => {
+            let Some(col) = collections.get_mut(*c) else {
+                return missing(c);
+            };
+            let known = node.peers.lock().map(|p| p.clone()).unwrap_or_default();
+            match shard_operation(col, &body(), |peer| known.contains_key(&peer)) {
+                Ok(()) => {
+                    drop(collections);
+                    node.persist();
+                    ok(json!(true), started)
+                }
+                Err(message) => error(StatusCode::BAD_REQUEST, &message, started),
+            }
+        }
+        (Method::DELETE, ["cluster", "peer", peer]) => {
+            let Ok(peer) = peer.parse::<u64>() else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request: peer id is not a number",
+                    started,
+                );
+            };
+            if !node.peers.lock().is_ok_and(|p| p.contains_key(&peer)) {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    &format!("Not found: Peer {peer} doesn't exist"),
+                    started,
+                );
+            }
+            if collections
+                .values()
+                .any(|c| c.shards.values().any(|r| r.contains(&peer)))
+            {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Bad request: Cannot remove peer {peer} as there are shards on it"),
+                    started,
+                );
+            }
+            drop(collections);
+            if let Ok(mut peers) = node.peers.lock() {
+                peers.remove(&peer);
+            }
+            // Told to every peer in `handle`, after the answer is made: see `peers::forget`.
+            ok(json!(true), started)
+        }
         (Method::GET, ["collections", c, "exists"]) => {
             ok(json!({"exists": collections.contains_key(*c)}), started)
         }
@@ -212,13 +276,16 @@ fn route(
             let b = body();
             let params = json!({
                 "vectors": b["vectors"],
-                "shard_number": b["shard_number"].as_u64().unwrap_or(1),
+                // Qdrant's default in a cluster: one shard per peer.
+                "shard_number": b["shard_number"].as_u64().unwrap_or(peer_count(node)),
                 "replication_factor": b["replication_factor"].as_u64().unwrap_or(1),
                 "write_consistency_factor": b["write_consistency_factor"].as_u64().unwrap_or(1),
                 "on_disk_payload": b["on_disk_payload"].as_bool().unwrap_or(true),
             });
+            let shards = place_shards(node, &params);
             let col = Collection {
                 params,
+                shards,
                 ..Collection::default()
             };
             collections.insert((*c).to_owned(), col);
@@ -346,4 +413,117 @@ fn collection_info(col: &Collection) -> Value {
         "payload_schema": {},
         "update_queue": {"length": 0},
     })
+}
+
+fn peer_count(node: &Node) -> u64 {
+    node.peers.lock().map_or(1, |p| p.len().max(1) as u64)
+}
+
+/// Qdrant's placement of a new collection: shard `i`'s replicas on consecutive peers from
+/// peer `i`, as many as the replication factor and the peers allow.
+fn place_shards(node: &Node, params: &Value) -> BTreeMap<u32, Vec<u64>> {
+    let mut peers: Vec<u64> = node
+        .peers
+        .lock()
+        .map(|p| p.keys().copied().collect())
+        .unwrap_or_default();
+    if peers.is_empty() {
+        peers.push(node.peer_id);
+    }
+    let shards = params["shard_number"].as_u64().unwrap_or(1).max(1) as usize;
+    let copies =
+        (params["replication_factor"].as_u64().unwrap_or(1).max(1) as usize).min(peers.len());
+    (0..shards)
+        .map(|i| {
+            let holders = (0..copies).map(|r| peers[(i + r) % peers.len()]).collect();
+            (i as u32, holders)
+        })
+        .collect()
+}
+
+/// `GET /collections/{c}/cluster` as node `me` sees it. Transfers finish at once here.
+fn collection_cluster(me: u64, col: &Collection) -> Value {
+    let per_shard = col.points.len() / col.shards.len().max(1);
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    for (shard, holders) in &col.shards {
+        for peer in holders {
+            if *peer == me {
+                local
+                    .push(json!({"shard_id": shard, "points_count": per_shard, "state": "Active"}));
+            } else {
+                remote.push(json!({"shard_id": shard, "peer_id": peer, "state": "Active"}));
+            }
+        }
+    }
+    json!({
+        "peer_id": me,
+        "shard_count": col.shards.len(),
+        "local_shards": local,
+        "remote_shards": remote,
+        "shard_transfers": [],
+    })
+}
+
+/// Qdrant's `move_shard`, `replicate_shard` and `drop_replica`, with its refusals.
+fn shard_operation(
+    col: &mut Collection,
+    op: &Value,
+    known: impl Fn(u64) -> bool,
+) -> Result<(), String> {
+    let shard_of = |o: &Value| {
+        o["shard_id"]
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok())
+            .ok_or_else(|| "Bad request: shard_id is required".to_owned())
+    };
+    let peer = |o: &Value, field: &str| {
+        o[field]
+            .as_u64()
+            .ok_or_else(|| format!("Bad request: {field} is required"))
+    };
+    if let Some(o) = op.get("move_shard").or_else(|| op.get("replicate_shard")) {
+        let moving = op.get("move_shard").is_some();
+        let (shard, from, to) = (
+            shard_of(o)?,
+            peer(o, "from_peer_id")?,
+            peer(o, "to_peer_id")?,
+        );
+        if !known(to) {
+            return Err(format!("Bad request: Peer {to} does not exist"));
+        }
+        let holders = col
+            .shards
+            .get_mut(&shard)
+            .ok_or_else(|| format!("Bad request: Shard {shard} does not exist"))?;
+        if !holders.contains(&from) {
+            return Err(format!("Bad request: Shard {shard} is not on peer {from}"));
+        }
+        if holders.contains(&to) {
+            return Err(format!(
+                "Bad request: Shard {shard} is already on peer {to}"
+            ));
+        }
+        holders.push(to);
+        if moving {
+            holders.retain(|p| *p != from);
+        }
+        return Ok(());
+    }
+    if let Some(o) = op.get("drop_replica") {
+        let (shard, gone) = (shard_of(o)?, peer(o, "peer_id")?);
+        let holders = col
+            .shards
+            .get_mut(&shard)
+            .ok_or_else(|| format!("Bad request: Shard {shard} does not exist"))?;
+        if !holders.contains(&gone) {
+            return Err(format!("Bad request: Shard {shard} is not on peer {gone}"));
+        }
+        if holders.len() == 1 {
+            return Err(format!("Bad request: Shard {shard} has no other replica"));
+        }
+        holders.retain(|p| *p != gone);
+        return Ok(());
+    }
+    Err("Bad request: unknown cluster operation".into())
 }

@@ -19,6 +19,11 @@ pub struct Collection {
     /// back in `GET /collections/{c}` as Qdrant shows its config.
     #[serde(default)]
     pub params: Value,
+    /// Where each shard's replicas are: shard id to peer ids. Every stand-in node holds every
+    /// point whatever this says; it is what `/collections/{c}/cluster` reports and what
+    /// Qdrant's shard operations change, so a client's moves can be checked.
+    #[serde(default)]
+    pub shards: BTreeMap<u32, Vec<u64>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

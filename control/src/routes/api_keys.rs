@@ -64,7 +64,7 @@ pub struct KeyPath {
 }
 
 /// The cluster's read-write secret, unsealed.
-async fn read_write_secret(
+pub(crate) async fn read_write_secret(
     state: &AppState,
     cluster: ClusterId,
 ) -> ApiResult<Option<ClusterSecret>> {

@@ -16,7 +16,7 @@ use contract::command::{
 use contract::ids::{AccountId, ClusterId};
 use contract::keyspace;
 use contract::record::ClusterRecord;
-use contract::validation::Validator;
+use contract::validation::{ValidationError, Validator};
 use jiff::Timestamp;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -366,6 +366,15 @@ pub async fn resize_cluster(
         .cluster;
     if current.configuration == body.configuration {
         return Ok(accepted(current));
+    }
+    let keep = body.configuration.num_nodes;
+    if keep < current.configuration.num_nodes
+        && let Some(reason) = crate::data_guard::shrink_blocker(&state, &current, keep).await?
+    {
+        return Err(Problem::validation(ValidationError::single(
+            "configuration.num_nodes",
+            reason,
+        )));
     }
     let now = Timestamp::now();
     let command = CommandEnvelope::new(

@@ -1,11 +1,25 @@
 //! ResizeDBCluster: the new shape, the new route, the surplus capacity released.
+//!
+//! Scaling down moves the data first: every shard replica on a leaving node goes to a node
+//! that stays ([`crate::drain`]), the leaving peers leave the Raft cluster, the gateways are
+//! told to stop using them, and only then does the driver stop them and free their storage.
+//! Each step is re-derived from the cluster on a retry, so a crash anywhere resumes.
+
+use std::time::Duration;
 
 use contract::cluster::Phase;
 use contract::command::ResizeDbCluster;
+use contract::route::NodeEndpoint;
 use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
 
 use super::{HandlerError, Outcome, Worker, node_spec};
-use crate::{secrets, state};
+use crate::drain::{self, DrainError};
+use crate::{crash, secrets, state};
+use contract::qdrant::QdrantApi;
+
+/// How long Nebula waits for one answer from a node while it moves shards.
+const QDRANT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerError> {
     let mut conn = w.conn.clone();
@@ -26,8 +40,41 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
             HandlerError::Permanent("the cluster has no secrets: it was never provisioned".into())
         })?;
     let config = &cmd.db_configuration;
+    let keep = config.num_nodes as usize;
+    let current = stored_nodes(&mut conn, c.id).await?;
+    if keep < current.len() {
+        let started = std::time::Instant::now();
+        let api = QdrantApi::new(&secrets.read_write, QDRANT_TIMEOUT);
+        let reporter = progress_reporter(conn.clone(), c.id, keep, current.len());
+        let drained = drain::drain(&api, &current, keep, |moved, total| {
+            let _ = reporter.send((moved, total));
+        })
+        .await;
+        drop(reporter);
+        drained.map_err(|e| match e {
+            DrainError::WouldLoseData(reason) => HandlerError::Permanent(reason),
+            DrainError::NotYet(reason) => HandlerError::Retry(reason),
+        })?;
+        tracing::info!(cluster = %c.id, from = current.len(), to = keep,
+            ms = started.elapsed().as_millis() as u64, "moved every shard off the leaving nodes");
+        crash::point("after_drain");
+        // The leaving nodes hold nothing now and are out of the Raft cluster: the gateways
+        // stop sending to them before they stop.
+        state::publish_route(
+            &mut conn,
+            c,
+            current[..keep].to_vec(),
+            secrets.sealed.clone(),
+            Phase::Scaling,
+        )
+        .await?;
+    }
     let spec = node_spec(c, config.num_nodes, config.node_configuration, &secrets);
+    let started = std::time::Instant::now();
     let nodes = driver.resize(&spec).await?;
+    tracing::info!(cluster = %c.id, nodes = nodes.len(), ms = started.elapsed().as_millis() as u64,
+        "the driver resized the cluster");
+    crash::point("after_resize_driver");
     state::publish_route(&mut conn, c, nodes.clone(), secrets.sealed, Phase::Healthy).await?;
     let nodes = serde_json::to_string(&nodes)
         .map_err(|e| HandlerError::Permanent(format!("cannot encode nodes: {e}")))?;
@@ -36,4 +83,50 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
         .await?;
     state::finish_resize(&mut conn, c.id, cmd.generation).await?;
     Ok(Outcome::Done)
+}
+
+/// The nodes the cluster has now, as the last provision or resize stored them.
+async fn stored_nodes(
+    conn: &mut ConnectionManager,
+    id: contract::ids::ClusterId,
+) -> Result<Vec<NodeEndpoint>, HandlerError> {
+    let stored: Option<String> = conn.hget(contract::keyspace::cluster(id), "nodes").await?;
+    match stored {
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(&json).map_err(|e| {
+            HandlerError::Permanent(format!(
+                "the stored nodes of the cluster are unreadable: {e}"
+            ))
+        }),
+    }
+}
+
+/// Writes "moving shards: moved/total" into the cluster's reason as the drain goes, from a
+/// task of its own so the drain never waits on Redis for it.
+fn progress_reporter(
+    mut conn: ConnectionManager,
+    id: contract::ids::ClusterId,
+    keep: usize,
+    from: usize,
+) -> tokio::sync::watch::Sender<(usize, usize)> {
+    let (tx, mut rx) = tokio::sync::watch::channel((0, 0));
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let (moved, total) = *rx.borrow_and_update();
+            let reason = format!(
+                "scaling down from {from} to {keep} nodes: moving shard replicas off the \
+                 leaving nodes, {moved}/{total} moved"
+            );
+            let _ = state::set_phase_if(
+                &mut conn,
+                id,
+                &[Phase::Scaling],
+                Phase::Scaling,
+                &reason,
+                &[],
+            )
+            .await;
+        }
+    });
+    tx
 }
