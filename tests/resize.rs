@@ -213,3 +213,98 @@ async fn a_scale_down_below_a_collections_replication_factor_is_422_and_changes_
     assert_eq!(peers(&p, &id).await.len(), 3);
     assert_eq!(holders(&p, &id, "docs").await.len(), 3, "nothing was moved");
 }
+
+/// Route events for `id` published on the gateways' channel while `during` runs.
+struct Watch {
+    conn: redis::Connection,
+}
+
+impl Watch {
+    fn start(p: &Platform) -> Self {
+        let mut conn = p.redis.client().unwrap().get_connection().unwrap();
+        redis::cmd("SUBSCRIBE")
+            .arg(keyspace::EVENTS_CHANNEL)
+            .exec(&mut conn)
+            .unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        Self { conn }
+    }
+
+    /// The phases of the routes published for `id` so far.
+    fn route_phases(&mut self, id: &str) -> Vec<String> {
+        let mut phases = Vec::new();
+        while let Ok(msg) = self.conn.recv_response() {
+            let redis::Value::Array(parts) = msg else {
+                continue;
+            };
+            let Some(redis::Value::BulkString(payload)) = parts.last() else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_slice::<Value>(payload) else {
+                continue;
+            };
+            if event["type"] == "route.upserted" && event["route"]["cluster_id"] == id {
+                phases.push(
+                    event["route"]["phase"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+        phases
+    }
+}
+
+/// A delete that arrives while Nebula provisions or resizes a cluster is never undone: the
+/// worker, finishing after it, publishes no HEALTHY route (the stored phase says DELETING).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_during_provisioning_or_resizing_never_gets_a_healthy_route() {
+    for hold in ["after_driver", "after_resize_driver"] {
+        let mut p = Platform::start().await;
+        let (account, admin) = p.tenant(10).await;
+        let hold_file = p.data.path().join("hold");
+        let reached = p.data.path().join("hold.reached");
+        std::fs::write(&hold_file, "").unwrap();
+        let held = [
+            ("LYRA_HOLD_AT", hold),
+            ("LYRA_HOLD_FILE", hold_file.to_str().unwrap()),
+        ];
+        let id = if hold == "after_driver" {
+            p.start_nebula(&held);
+            p.create_cluster(&admin, &account, 1).await
+        } else {
+            p.start_nebula(&[]);
+            let id = p.create_cluster(&admin, &account, 1).await;
+            p.wait_phase(&admin, &account, &id, "HEALTHY").await;
+            p.kill_nebula();
+            p.start_nebula(&held);
+            resize(&p, &admin, &account, &id, 2).await;
+            id
+        };
+        p.wait_until(|| async { reached.exists() }, "Nebula holding")
+            .await;
+        let mut watch = Watch::start(&p);
+        let (s, _) = p
+            .call(
+                &admin,
+                Method::DELETE,
+                &format!("/api/v1/accounts/{account}/clusters/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, 202);
+        std::fs::remove_file(&hold_file).unwrap();
+        p.wait_phase(&admin, &account, &id, "DELETED").await;
+        let phases = watch.route_phases(&id);
+        assert!(
+            !phases.iter().any(|ph| ph == "HEALTHY"),
+            "{hold}: a HEALTHY route was published after the delete: {phases:?}"
+        );
+        assert!(
+            p.node_processes(&id).is_empty(),
+            "{hold}: nodes left behind"
+        );
+    }
+}

@@ -23,11 +23,12 @@ pub const DELETE_CLUSTER: &str = script!("lua/delete_cluster.lua");
 pub const REVOKE_KEY: &str = script!("lua/revoke_key.lua");
 /// Put a dead-lettered command back on the stream.
 pub const REPLAY_DEAD_LETTER: &str = script!("lua/replay_dead_letter.lua");
-/// Store and publish a route unless a newer one is stored (Nebula).
-pub const PUT_ROUTE: &str = script!("lua/put_route.lua");
 /// Change a cluster's phase only from expected phases (Nebula).
 pub const SET_PHASE_IF: &str = script!("lua/set_phase_if.lua");
-/// Record a finished resize and release surplus capacity (Nebula).
+/// Move a cluster to a phase and publish its route together, only from expected phases
+/// (Nebula).
+pub const GO_LIVE: &str = script!("lua/go_live.lua");
+/// Record a finished resize, publish its route and release surplus capacity (Nebula).
 pub const FINISH_RESIZE: &str = script!("lua/finish_resize.lua");
 /// Record a finished deprovision: route removed, capacity released (Nebula).
 pub const FINISH_DEPROVISION: &str = script!("lua/finish_deprovision.lua");

@@ -22,3 +22,37 @@ pub fn point(name: &str) {
         std::process::abort();
     }
 }
+
+/// Hold points: named places where Nebula waits, for tests that need something to happen in
+/// between two steps (a delete arriving while a cluster is being provisioned). With
+/// `LYRA_HOLD_AT=<name>` and `LYRA_HOLD_FILE=<path>`, reaching `name` creates `<path>.reached`
+/// and waits while `<path>` exists. Unset (always, in production) it costs one load.
+pub const HOLD_AT_ENV: &str = "LYRA_HOLD_AT";
+pub const HOLD_FILE_ENV: &str = "LYRA_HOLD_FILE";
+
+fn hold_armed() -> Option<&'static (String, std::path::PathBuf)> {
+    static ARMED: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
+    ARMED
+        .get_or_init(|| {
+            let at = std::env::var(HOLD_AT_ENV).ok()?;
+            let file = std::env::var_os(HOLD_FILE_ENV)?;
+            Some((at, file.into()))
+        })
+        .as_ref()
+}
+
+pub async fn hold(name: &str) {
+    let Some((at, file)) = hold_armed() else {
+        return;
+    };
+    if at != name {
+        return;
+    }
+    let mut reached = file.clone().into_os_string();
+    reached.push(".reached");
+    let _ = std::fs::write(&reached, name);
+    eprintln!("nebula: holding at {name} while {} exists", file.display());
+    while file.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -18,7 +18,7 @@ use redis::{AsyncCommands, Script};
 
 use crate::handlers::HandlerError;
 
-static PUT_ROUTE: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::PUT_ROUTE));
+static GO_LIVE: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::GO_LIVE));
 static SET_PHASE_IF: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::SET_PHASE_IF));
 static FINISH_RESIZE: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::FINISH_RESIZE));
 static FINISH_DEPROVISION: LazyLock<Script> =
@@ -80,14 +80,14 @@ pub async fn set_phase_if(
     Ok(reply.first().map(String::as_str) == Some("SET"))
 }
 
-/// Writes the cluster's route with a fresh version and publishes it to the gateways.
-pub async fn publish_route(
+/// A route for `cluster` in `phase` with a fresh version: its JSON and the event announcing it.
+async fn route_for(
     conn: &mut ConnectionManager,
     cluster: &contract::cluster::Cluster,
     nodes: Vec<NodeEndpoint>,
     credentials: UpstreamCredentials,
     phase: Phase,
-) -> Result<u64, HandlerError> {
+) -> Result<(String, u64, String), HandlerError> {
     let version: u64 = conn.incr(keyspace::config_version(), 1).await?;
     let route = RouteRecord {
         cluster_id: cluster.id,
@@ -106,33 +106,92 @@ pub async fn publish_route(
     }
     .to_json()
     .map_err(|e| HandlerError::Permanent(format!("cannot encode the event: {e}")))?;
-    let _: Vec<String> = PUT_ROUTE
+    Ok((json, version, event))
+}
+
+/// What the cluster looks like after a change was asked for.
+pub struct Change<'a> {
+    /// The phases the cluster must still be in.
+    pub from: &'a [Phase],
+    /// The generation it must still have (`None`: any).
+    pub generation: Option<u64>,
+    pub to: Phase,
+    pub reason: &'a str,
+    pub nodes: Vec<NodeEndpoint>,
+    pub credentials: UpstreamCredentials,
+    pub extra: &'a [(&'a str, String)],
+}
+
+/// Moves the cluster to `change.to` and stores and publishes its route in that phase, in one
+/// step, if the cluster is still where the change expects it. `false` when it had moved on
+/// (deleted, or changed again): nothing was written, and nothing published.
+pub async fn go_live(
+    conn: &mut ConnectionManager,
+    cluster: &contract::cluster::Cluster,
+    change: Change<'_>,
+) -> Result<bool, HandlerError> {
+    let (json, version, event) =
+        route_for(conn, cluster, change.nodes, change.credentials, change.to).await?;
+    let expected: Vec<&str> = change.from.iter().map(|p| p.as_str()).collect();
+    let mut invocation = GO_LIVE.key(keyspace::cluster(cluster.id));
+    invocation
         .key(keyspace::routes())
         .arg(keyspace::PREFIX)
         .arg(now())
+        .arg(expected.join(","))
+        .arg(change.generation.map(|g| g.to_string()).unwrap_or_default())
+        .arg(change.to.as_str())
+        .arg(change.reason)
+        .arg(cluster.id.to_string())
+        .arg(json)
+        .arg(version)
+        .arg(event)
+        .arg(keyspace::EVENTS_CHANNEL);
+    for (field, value) in change.extra {
+        invocation.arg(*field).arg(value);
+    }
+    let reply: Vec<String> = invocation.invoke_async(conn).await?;
+    Ok(reply.first().map(String::as_str) == Some("SET"))
+}
+
+/// How a finished resize was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    Done,
+    /// A newer change or a delete overtook this resize: nothing was written.
+    Overtaken(String),
+}
+
+/// Records a finished resize with its nodes and HEALTHY route, in one step (see the script).
+pub async fn finish_resize(
+    conn: &mut ConnectionManager,
+    cluster: &contract::cluster::Cluster,
+    generation: u64,
+    nodes: Vec<NodeEndpoint>,
+    credentials: UpstreamCredentials,
+) -> Result<Finished, HandlerError> {
+    let nodes_json = serde_json::to_string(&nodes)
+        .map_err(|e| HandlerError::Permanent(format!("cannot encode nodes: {e}")))?;
+    let (json, version, event) =
+        route_for(conn, cluster, nodes, credentials, Phase::Healthy).await?;
+    let reply: Vec<String> = FINISH_RESIZE
+        .key(keyspace::cluster(cluster.id))
+        .key(keyspace::routes())
+        .arg(keyspace::PREFIX)
+        .arg(now())
+        .arg(generation)
         .arg(cluster.id.to_string())
         .arg(json)
         .arg(version)
         .arg(event)
         .arg(keyspace::EVENTS_CHANNEL)
+        .arg(nodes_json)
         .invoke_async(conn)
         .await?;
-    Ok(version)
-}
-
-pub async fn finish_resize(
-    conn: &mut ConnectionManager,
-    id: ClusterId,
-    generation: u64,
-) -> Result<(), HandlerError> {
-    let _: Vec<String> = FINISH_RESIZE
-        .key(keyspace::cluster(id))
-        .arg(keyspace::PREFIX)
-        .arg(now())
-        .arg(generation)
-        .invoke_async(conn)
-        .await?;
-    Ok(())
+    Ok(match reply.first().map(String::as_str) {
+        Some("DONE") => Finished::Done,
+        _ => Finished::Overtaken(reply.join(" ")),
+    })
 }
 
 pub async fn finish_deprovision(

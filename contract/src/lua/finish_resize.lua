@@ -1,14 +1,29 @@
 -- Records a finished resize: the reservation shrinks to the new shape (freeing any surplus
--- for waiting claims) and the cluster is HEALTHY again. A resize that was overtaken by a
--- newer one (generation moved on) changes nothing.
+-- for waiting claims), the nodes and a HEALTHY route are stored and published, and the
+-- cluster is HEALTHY again, all in one step. A resize that was overtaken by a newer one
+-- (generation moved on) or by a delete (phase moved on) changes nothing and publishes
+-- nothing: the newer command publishes its own route.
 --
--- KEYS[1] cluster hash
+-- KEYS[1] cluster hash  KEYS[2] routes hash
 -- ARGV[1] key prefix  ARGV[2] now  ARGV[3] generation the worker finished
--- Returns { 'NOT_FOUND' } | { 'STALE', current generation } | { 'DONE', claims allocated }.
+-- ARGV[4] cluster id  ARGV[5] route JSON (phase HEALTHY)  ARGV[6] route version
+-- ARGV[7] event JSON  ARGV[8] events channel  ARGV[9] nodes JSON
+-- Returns { 'NOT_FOUND' } | { 'STALE', current generation } | { 'SKIPPED', phase }
+--       | { 'DONE', claims allocated }.
 local c = redis.call('HMGET', KEYS[1], 'phase', 'generation', 'configuration',
   'cloud_provider', 'cloud_region')
 if not c[1] then return { 'NOT_FOUND' } end
 if c[2] ~= ARGV[3] then return { 'STALE', c[2] } end
+if c[1] ~= 'RESIZING' and c[1] ~= 'SCALING' and c[1] ~= 'FAILED_TO_UPDATE' then
+  return { 'SKIPPED', c[1] }
+end
 set_reservation(k_region(c[4], c[5]), KEYS[1], demand_of(c[3]))
-if c[1] == 'SCALING' or c[1] == 'FAILED_TO_UPDATE' then set_phase(KEYS[1], 'HEALTHY', '') end
+set_phase(KEYS[1], 'HEALTHY', '')
+redis.call('HSET', KEYS[1], 'nodes', ARGV[9])
+local existing = redis.call('HGET', KEYS[2], ARGV[4])
+local newer = existing and (cjson.decode(existing).version or 0) >= tonumber(ARGV[6])
+if not newer then
+  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+  redis.call('PUBLISH', ARGV[8], ARGV[7])
+end
 return { 'DONE', tostring(allocate_waiting(c[4], c[5])) }

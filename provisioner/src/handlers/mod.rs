@@ -78,8 +78,15 @@ struct InHand<'a> {
 
 impl<'a> InHand<'a> {
     fn take(worker: &'a Worker, cluster: contract::ids::ClusterId) -> Option<Self> {
-        let mut set = worker.in_hand.lock().ok()?;
-        set.insert(cluster).then_some(Self { worker, cluster })
+        let inserted = worker.in_hand.lock().ok()?.insert(cluster);
+        // The guard is gone before a refusal is built: `then_some` would build (and drop)
+        // an `InHand` while the set is still locked, and its Drop would wait for that lock
+        // forever, wedging the worker thread on the first command that found its cluster busy.
+        if inserted {
+            Some(Self { worker, cluster })
+        } else {
+            None
+        }
     }
 }
 

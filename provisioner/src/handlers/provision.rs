@@ -31,18 +31,29 @@ pub async fn run(w: &Worker, cmd: &ProvisionDbCluster) -> Result<Outcome, Handle
     crash::point("before_driver");
     let nodes = driver.provision(&spec).await?;
     crash::point("after_driver");
-    state::publish_route(&mut conn, c, nodes.clone(), secrets.sealed, Phase::Healthy).await?;
-    let nodes = serde_json::to_string(&nodes)
+    crash::hold("after_driver").await;
+    let nodes_json = serde_json::to_string(&nodes)
         .map_err(|e| HandlerError::Permanent(format!("cannot encode nodes: {e}")))?;
-    state::set_phase_if(
+    let live = state::go_live(
         &mut conn,
-        c.id,
-        &[Phase::Creating, Phase::FailedToCreate],
-        Phase::Healthy,
-        "",
-        &[("nodes", nodes)],
+        c,
+        state::Change {
+            from: &[Phase::Creating, Phase::FailedToCreate],
+            generation: None,
+            to: Phase::Healthy,
+            reason: "",
+            nodes,
+            credentials: secrets.sealed,
+            extra: &[("nodes", nodes_json)],
+        },
     )
     .await?;
+    if !live {
+        // Deleted meanwhile: its deprovision command removes the nodes; no route was published.
+        return Ok(Outcome::Skipped(
+            "the cluster was deleted while it was provisioned",
+        ));
+    }
     crash::point("before_ack");
     Ok(Outcome::Done)
 }

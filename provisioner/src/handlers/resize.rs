@@ -59,15 +59,29 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
             ms = started.elapsed().as_millis() as u64, "moved every shard off the leaving nodes");
         crash::point("after_drain");
         // The leaving nodes hold nothing now and are out of the Raft cluster: the gateways
-        // stop sending to them before they stop.
-        state::publish_route(
+        // stop sending to them before they stop, unless the cluster moved on meanwhile.
+        let still_resizing = state::go_live(
             &mut conn,
             c,
-            current[..keep].to_vec(),
-            secrets.sealed.clone(),
-            Phase::Scaling,
+            state::Change {
+                from: &[Phase::Scaling, Phase::FailedToUpdate],
+                generation: Some(cmd.generation),
+                to: Phase::Scaling,
+                reason: &format!(
+                    "scaling down from {} to {keep} nodes: stopping the nodes that left",
+                    current.len()
+                ),
+                nodes: current[..keep].to_vec(),
+                credentials: secrets.sealed.clone(),
+                extra: &[],
+            },
         )
         .await?;
+        if !still_resizing {
+            return Ok(Outcome::Skipped(
+                "the cluster changed while its shards were moved",
+            ));
+        }
     }
     let spec = node_spec(c, config.num_nodes, config.node_configuration, &secrets);
     let started = std::time::Instant::now();
@@ -75,13 +89,16 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
     tracing::info!(cluster = %c.id, nodes = nodes.len(), ms = started.elapsed().as_millis() as u64,
         "the driver resized the cluster");
     crash::point("after_resize_driver");
-    state::publish_route(&mut conn, c, nodes.clone(), secrets.sealed, Phase::Healthy).await?;
-    let nodes = serde_json::to_string(&nodes)
-        .map_err(|e| HandlerError::Permanent(format!("cannot encode nodes: {e}")))?;
-    let _: () = conn
-        .hset(contract::keyspace::cluster(c.id), "nodes", nodes)
-        .await?;
-    state::finish_resize(&mut conn, c.id, cmd.generation).await?;
+    crash::hold("after_resize_driver").await;
+    match state::finish_resize(&mut conn, c, cmd.generation, nodes, secrets.sealed).await? {
+        state::Finished::Done => {}
+        state::Finished::Overtaken(why) => {
+            tracing::info!(cluster = %c.id, %why, "a newer change or a delete overtook this resize");
+            return Ok(Outcome::Skipped(
+                "a newer change or a delete overtook this resize",
+            ));
+        }
+    }
     Ok(Outcome::Done)
 }
 
