@@ -27,8 +27,10 @@ pub enum Phase {
     Healthy,
     /// Was healthy, and some node is not ready now.
     NotReady,
-    /// A resize is in progress; the cluster keeps serving.
-    Scaling,
+    /// A resize is in progress (its `reason` says how far); the cluster keeps serving.
+    /// Stored as `SCALING` before it had this name, which still reads as this phase.
+    #[serde(alias = "SCALING")]
+    Resizing,
     /// Provisioning gave up; `reason` says why.
     FailedToCreate,
     /// A resize gave up; `reason` says why. The cluster may still serve its old shape.
@@ -45,7 +47,7 @@ impl Phase {
         Phase::Creating,
         Phase::Healthy,
         Phase::NotReady,
-        Phase::Scaling,
+        Phase::Resizing,
         Phase::FailedToCreate,
         Phase::FailedToUpdate,
         Phase::Deleting,
@@ -58,7 +60,7 @@ impl Phase {
             Phase::Creating => "CREATING",
             Phase::Healthy => "HEALTHY",
             Phase::NotReady => "NOT_READY",
-            Phase::Scaling => "SCALING",
+            Phase::Resizing => "RESIZING",
             Phase::FailedToCreate => "FAILED_TO_CREATE",
             Phase::FailedToUpdate => "FAILED_TO_UPDATE",
             Phase::Deleting => "DELETING",
@@ -71,7 +73,7 @@ impl Phase {
     pub fn serves_traffic(self) -> bool {
         matches!(
             self,
-            Phase::Healthy | Phase::Scaling | Phase::FailedToUpdate
+            Phase::Healthy | Phase::Resizing | Phase::FailedToUpdate
         )
     }
 }
@@ -280,7 +282,7 @@ mod tests {
             .collect();
         assert_eq!(
             serving,
-            vec![Phase::Healthy, Phase::Scaling, Phase::FailedToUpdate]
+            vec![Phase::Healthy, Phase::Resizing, Phase::FailedToUpdate]
         );
     }
 }

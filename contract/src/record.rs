@@ -47,6 +47,8 @@ where
 
 fn phase(fields: &Fields) -> Result<Phase, RecordError> {
     let raw = get(fields, "phase")?;
+    // RESIZING was stored as SCALING before it had its name.
+    let raw = if raw == "SCALING" { "RESIZING" } else { raw };
     Phase::ALL
         .into_iter()
         .find(|p| p.as_str() == raw)
@@ -251,6 +253,12 @@ mod tests {
         assert_eq!(back.reserved.nodes, 2);
         assert_eq!(back.reserved.cpu, 0);
 
+        fields.insert("phase".into(), "SCALING".into());
+        assert_eq!(
+            ClusterRecord::from_fields(&fields).map(|r| r.cluster.phase),
+            Ok(Phase::Resizing),
+            "a resize stored before RESIZING had its name"
+        );
         fields.insert("phase".into(), "RUNNING".into());
         assert!(matches!(
             ClusterRecord::from_fields(&fields),

@@ -248,7 +248,7 @@ async fn a_cluster_from_account_to_deletion() {
         .unwrap();
     assert_eq!(again.status(), 204, "revoking twice is not an error");
 
-    // Resize 2 -> 3 nodes: SCALING, the extra node reserved, a resize command queued.
+    // Resize 2 -> 3 nodes: RESIZING, the extra node reserved, a resize command queued.
     let r = orion
         .request(Some(&admin), Method::PATCH, &location)
         .json(&json!({"configuration": {"num_nodes": 3, "node_configuration": {"cpu": 1000, "memory": 2048, "disk": 10}}}))
@@ -257,7 +257,7 @@ async fn a_cluster_from_account_to_deletion() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let resized = body(r).await;
-    assert_eq!(resized["phase"], "SCALING");
+    assert_eq!(resized["phase"], "RESIZING");
     assert_eq!(resized["generation"], 2);
     let region = body(
         orion

@@ -180,7 +180,7 @@ async fn a_stricter_region_refuses_the_same_request_by_field_and_writes_nothing(
     assert_eq!(orion.dataset(), before, "a refused resize wrote something");
     let r = resize(1000).await.unwrap();
     assert_eq!(r.status(), 202);
-    assert_eq!(body(r).await["phase"], "SCALING");
+    assert_eq!(body(r).await["phase"], "RESIZING");
 
     // A PUT describes the whole region: sent without limits, the region has the defaults.
     let r = put(

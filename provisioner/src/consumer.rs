@@ -387,9 +387,10 @@ impl Consumer {
             Some(Command::Provision(_)) => {
                 (Phase::FailedToCreate.as_str(), "CREATING,FAILED_TO_CREATE")
             }
-            Some(Command::Resize(_)) => {
-                (Phase::FailedToUpdate.as_str(), "SCALING,FAILED_TO_UPDATE")
-            }
+            Some(Command::Resize(_)) => (
+                Phase::FailedToUpdate.as_str(),
+                "RESIZING,SCALING,FAILED_TO_UPDATE",
+            ),
             Some(Command::Deprovision(_)) => (Phase::Deleting.as_str(), "DELETING"),
             None => ("", ""),
         };

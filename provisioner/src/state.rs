@@ -24,6 +24,16 @@ static FINISH_RESIZE: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::F
 static FINISH_DEPROVISION: LazyLock<Script> =
     LazyLock::new(|| Script::new(scripts::FINISH_DEPROVISION));
 
+/// The stored names of `phases`, including `SCALING`, RESIZING's name before it had this
+/// one, so a resize stored by an older Orion is still recognised.
+fn expected_phases(phases: &[Phase]) -> Vec<&'static str> {
+    let mut names: Vec<&str> = phases.iter().map(|p| p.as_str()).collect();
+    if phases.contains(&Phase::Resizing) {
+        names.push("SCALING");
+    }
+    names
+}
+
 fn now() -> String {
     Timestamp::now().to_string()
 }
@@ -65,7 +75,7 @@ pub async fn set_phase_if(
     reason: &str,
     extra: &[(&str, String)],
 ) -> Result<bool, HandlerError> {
-    let expected: Vec<&str> = from.iter().map(|p| p.as_str()).collect();
+    let expected = expected_phases(from);
     let mut invocation = SET_PHASE_IF.key(keyspace::cluster(id));
     invocation
         .arg(keyspace::PREFIX)
@@ -132,7 +142,7 @@ pub async fn go_live(
 ) -> Result<bool, HandlerError> {
     let (json, version, event) =
         route_for(conn, cluster, change.nodes, change.credentials, change.to).await?;
-    let expected: Vec<&str> = change.from.iter().map(|p| p.as_str()).collect();
+    let expected = expected_phases(change.from);
     let mut invocation = GO_LIVE.key(keyspace::cluster(cluster.id));
     invocation
         .key(keyspace::routes())

@@ -8,7 +8,7 @@
 -- ARGV[6] the region's node_limits field as Orion read it and checked the new shape against
 --         ('' when the region has none)
 -- Returns { 'NOT_FOUND' } | { 'BAD_PHASE', phase } | { 'STALE' } | { 'LIMITS_CHANGED' }
---       | { 'NO_CAPACITY', dims } | { 'SCALING' }.
+--       | { 'NO_CAPACITY', dims } | { 'RESIZING' }.
 local c = redis.call('HMGET', KEYS[2], 'phase', 'generation')
 if not c[1] then return { 'NOT_FOUND' } end
 if c[1] ~= 'HEALTHY' and c[1] ~= 'FAILED_TO_UPDATE' then return { 'BAD_PHASE', c[1] } end
@@ -28,6 +28,6 @@ if #short > 0 then return { 'NO_CAPACITY', table.concat(short, ', ') } end
 
 set_reservation(KEYS[1], KEYS[2], want)
 redis.call('HSET', KEYS[2], 'configuration', ARGV[4], 'generation', tonumber(ARGV[3]) + 1)
-set_phase(KEYS[2], 'SCALING', '')
+set_phase(KEYS[2], 'RESIZING', '')
 redis.call('XADD', KEYS[3], '*', 'command', ARGV[5])
-return { 'SCALING' }
+return { 'RESIZING' }

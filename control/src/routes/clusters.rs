@@ -431,7 +431,7 @@ pub async fn resize_cluster(
     let reply = answer.ok_or_else(|| limits_kept_changing(&current))?;
     let detail = reply.get(1).cloned().unwrap_or_default();
     match reply_status(&reply) {
-        "SCALING" => {
+        "RESIZING" => {
             state
                 .metrics
                 .commands_queued

@@ -135,7 +135,7 @@ pub async fn replay_dead_letter(
     })?;
     let phase = match envelope.command {
         Command::Provision(_) => "CREATING",
-        Command::Resize(_) => "SCALING",
+        Command::Resize(_) => "RESIZING",
         Command::Deprovision(_) => "DELETING",
     };
     let keys = (

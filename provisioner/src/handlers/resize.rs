@@ -30,7 +30,7 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
     if cmd.generation != c.generation {
         return Ok(Outcome::Skipped("a newer change superseded this resize"));
     }
-    if !matches!(c.phase, Phase::Scaling | Phase::FailedToUpdate) {
+    if !matches!(c.phase, Phase::Resizing | Phase::FailedToUpdate) {
         return Ok(Outcome::Skipped("the cluster is not being resized"));
     }
     let driver = w.driver_for(c).await?;
@@ -64,9 +64,9 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
             &mut conn,
             c,
             state::Change {
-                from: &[Phase::Scaling, Phase::FailedToUpdate],
+                from: &[Phase::Resizing, Phase::FailedToUpdate],
                 generation: Some(cmd.generation),
-                to: Phase::Scaling,
+                to: Phase::Resizing,
                 reason: &format!(
                     "scaling down from {} to {keep} nodes: stopping the nodes that left",
                     current.len()
@@ -137,8 +137,8 @@ fn progress_reporter(
             let _ = state::set_phase_if(
                 &mut conn,
                 id,
-                &[Phase::Scaling],
-                Phase::Scaling,
+                &[Phase::Resizing],
+                Phase::Resizing,
                 &reason,
                 &[],
             )
