@@ -873,6 +873,59 @@ async fn grpcio_reads_every_gateway_refusal_as_its_status() {
     assert!(last[0].1.contains("not ready"), "{last:?}");
 }
 
+/// A node that takes connections and never answers (stopped: the kernel still accepts them)
+/// holds a request only as long as the read timeout: the client gets a Qdrant-shaped 504
+/// (gRPC 14), not a hang, and the node serves again once it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_accepts_and_never_answers_is_a_504_not_a_hang() {
+    let mut p = Platform::start().await;
+    let (_, id, key, rest, grpc) =
+        one_node_behind_a_gateway(&mut p, &[("LYRA_UPSTREAM_READ_TIMEOUT_MS", "300")]).await;
+    let pids = p.node_processes(&id);
+    assert_eq!(pids.len(), 1);
+    let signal = |sig| {
+        // SAFETY: kill(2) on this test's own node process.
+        unsafe { libc::kill(pids[0] as libc::pid_t, sig) };
+    };
+    signal(libc::SIGSTOP);
+    let client = tls_client(&p.ca_pem(), rest);
+    let url = format!("https://{id}.dev.local.localhost:{rest}/collections");
+    // Without a read timeout the gateway would wait as long as the node: the bound here is
+    // only so the test itself ends.
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(20),
+        call(&client, "GET", &url, Some(&key), None),
+    )
+    .await
+    .expect("the gateway answered instead of waiting for the node");
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("did not answer in time"), "{body}");
+    let host = format!("{id}.dev.local.localhost");
+    let channel = common::grpc::channel(&p.ca_pem(), grpc, &host, &host).await;
+    let (code, text) = tokio::time::timeout(
+        Duration::from_secs(20),
+        common::grpc::code(
+            &channel,
+            "/qdrant.Points/Search",
+            Some(&key),
+            Bytes::from_static(b"\x0a\x01a"),
+        ),
+    )
+    .await
+    .expect("the gateway answered instead of waiting for the node");
+    assert_eq!(code, tonic::Code::Unavailable, "{text}");
+    signal(libc::SIGCONT);
+    let mut back = 0;
+    for _ in 0..50 {
+        back = call(&client, "GET", &url, Some(&key), None).await.0;
+        if back == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(back, 200, "the node serves again once it runs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_regions_certificate_is_served_by_a_running_gateway() {
     let mut p = Platform::start().await;

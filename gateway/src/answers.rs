@@ -28,6 +28,8 @@ pub enum Refusal {
     Overloaded,
     /// No node of the cluster could be reached.
     UpstreamDown,
+    /// The node took the request and did not answer in time.
+    UpstreamTimeout,
     /// Something failed inside the gateway itself.
     Internal,
 }
@@ -46,6 +48,7 @@ impl Refusal {
             Refusal::RateLimited { .. } => 429,
             Refusal::NotReady | Refusal::Overloaded => 503,
             Refusal::UpstreamDown => 502,
+            Refusal::UpstreamTimeout => 504,
             Refusal::Internal => 500,
         }
     }
@@ -59,7 +62,10 @@ impl Refusal {
             Refusal::Forbidden(_) => 7,
             Refusal::RateLimited { .. } | Refusal::Overloaded => 8,
             Refusal::UnknownHost => 5,
-            Refusal::Misdirected | Refusal::NotReady | Refusal::UpstreamDown => 14,
+            Refusal::Misdirected
+            | Refusal::NotReady
+            | Refusal::UpstreamDown
+            | Refusal::UpstreamTimeout => 14,
             Refusal::Internal => 13,
         }
     }
@@ -79,6 +85,9 @@ impl Refusal {
             Refusal::RateLimited { .. } => "Too many requests: rate limit exceeded".to_owned(),
             Refusal::Overloaded => "Service unavailable: too many requests in flight".to_owned(),
             Refusal::UpstreamDown => "Bad gateway: no node of the cluster answered".to_owned(),
+            Refusal::UpstreamTimeout => {
+                "Gateway timeout: the cluster's node did not answer in time".to_owned()
+            }
             Refusal::Internal => "Internal error in the gateway".to_owned(),
         }
     }

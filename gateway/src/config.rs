@@ -54,6 +54,28 @@ pub struct GatekeeperConfig {
     #[arg(long, env = "LYRA_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: u32,
 
+    /// How long connecting to a node may take (milliseconds) before the next node is tried.
+    /// Without it a node that drops packets holds the request for the OS's connect timeout.
+    #[arg(
+        long,
+        env = "LYRA_UPSTREAM_CONNECT_TIMEOUT_MS",
+        default_value_t = 2_000
+    )]
+    pub upstream_connect_timeout_ms: u64,
+
+    /// How long a node may be silent while it owes an answer (milliseconds): the client gets
+    /// 504 (gRPC 14) after it. It bounds the slowest query, which sends nothing until it ends.
+    #[arg(long, env = "LYRA_UPSTREAM_READ_TIMEOUT_MS", default_value_t = 60_000)]
+    pub upstream_read_timeout_ms: u64,
+
+    /// How long writing a request to a node may stall (milliseconds).
+    #[arg(long, env = "LYRA_UPSTREAM_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub upstream_write_timeout_ms: u64,
+
+    /// How long an idle connection to a node is kept for reuse (seconds).
+    #[arg(long, env = "LYRA_UPSTREAM_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub upstream_idle_timeout_secs: u64,
+
     /// Full resync from Redis this often (seconds), on top of every reconnect.
     #[arg(long, env = "LYRA_RESYNC_SECS", default_value_t = 60)]
     pub resync_secs: u64,
@@ -71,6 +93,16 @@ pub struct GatekeeperConfig {
 }
 
 impl GatekeeperConfig {
+    /// The timeouts every upstream connection gets.
+    pub fn upstream_timeouts(&self) -> UpstreamTimeouts {
+        UpstreamTimeouts {
+            connect: Duration::from_millis(self.upstream_connect_timeout_ms.max(1)),
+            read: Duration::from_millis(self.upstream_read_timeout_ms.max(1)),
+            write: Duration::from_millis(self.upstream_write_timeout_ms.max(1)),
+            idle: Duration::from_secs(self.upstream_idle_timeout_secs.max(1)),
+        }
+    }
+
     pub fn resync_every(&self) -> Duration {
         Duration::from_secs(self.resync_secs.max(1))
     }
@@ -90,6 +122,15 @@ impl GatekeeperConfig {
                 .to_owned()
         })
     }
+}
+
+/// Connect, read, write and idle timeouts of upstream connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
 }
 
 #[cfg(test)]

@@ -94,6 +94,7 @@ pub fn run(
         proxy::Gatekeeper {
             state: state.clone(),
             grpc: false,
+            timeouts: config.upstream_timeouts(),
         },
         "GateKeeper REST",
     );
@@ -110,6 +111,7 @@ pub fn run(
         proxy::Gatekeeper {
             state: state.clone(),
             grpc: true,
+            timeouts: config.upstream_timeouts(),
         },
         "GateKeeper gRPC",
     );

@@ -20,6 +20,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, Result};
 
 use crate::answers::Refusal;
+use crate::config::UpstreamTimeouts;
 use crate::credential::presented;
 use crate::route_table::Route;
 use crate::scope;
@@ -30,6 +31,8 @@ pub struct Gatekeeper {
     pub state: Arc<GatewayState>,
     /// This listener serves gRPC (h2) rather than REST.
     pub grpc: bool,
+    /// Every upstream connection's timeouts (pingora sets none by default).
+    pub timeouts: UpstreamTimeouts,
 }
 
 /// What one request carries between hooks.
@@ -281,6 +284,12 @@ impl ProxyHttp for Gatekeeper {
         ctx.node = Some(index);
         let addr = if self.grpc { &node.grpc } else { &node.rest };
         let mut peer = HttpPeer::new(addr.as_str(), false, String::new());
+        let t = self.timeouts;
+        peer.options.connection_timeout = Some(t.connect);
+        peer.options.total_connection_timeout = Some(t.connect);
+        peer.options.read_timeout = Some(t.read);
+        peer.options.write_timeout = Some(t.write);
+        peer.options.idle_timeout = Some(t.idle);
         if self.grpc {
             // h2c to the node, many streams per connection.
             peer.options.set_http_version(2, 2);
@@ -328,6 +337,14 @@ impl ProxyHttp for Gatekeeper {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
         let refusal = match e.esource() {
+            ErrorSource::Upstream
+                if matches!(
+                    e.etype(),
+                    pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout
+                ) =>
+            {
+                Some(Refusal::UpstreamTimeout)
+            }
             ErrorSource::Upstream => Some(Refusal::UpstreamDown),
             // The client sent something unreadable (bad chunking, a broken body).
             ErrorSource::Downstream => Some(Refusal::BadRequest),

@@ -327,6 +327,10 @@ fn serve(
         cluster_rps: 20_000,
         cluster_burst: 40_000,
         max_in_flight: 1024,
+        upstream_connect_timeout_ms: 2_000,
+        upstream_read_timeout_ms: 60_000,
+        upstream_write_timeout_ms: 10_000,
+        upstream_idle_timeout_secs: 60,
         resync_secs: 60,
         bench_without_auth: false,
     };
