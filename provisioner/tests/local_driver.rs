@@ -193,3 +193,41 @@ async fn a_missing_binary_is_a_plain_retryable_reason() {
         other => panic!("expected a retryable error, got {other:?}"),
     }
 }
+
+/// On an IPv6 host, node addresses are written with brackets (`[::1]:6333`, not `::1:6333`),
+/// so the routes, the readiness checks and the p2p URIs the nodes join with all work.
+#[tokio::test]
+async fn an_ipv6_host_gives_addresses_that_work() {
+    let bin = standin_bin().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let driver = LocalDriver::new(
+        root.path().to_owned(),
+        bin,
+        "::1".parse().unwrap(),
+        Duration::from_secs(20),
+    );
+    let cluster = ClusterId::new();
+    let nodes = driver.provision(&spec(cluster, 2)).await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    for n in &nodes {
+        assert!(n.rest.starts_with("[::1]:"), "{}", n.rest);
+        assert!(n.grpc.starts_with("[::1]:"), "{}", n.grpc);
+        assert_eq!(get(format!("http://{}/readyz", n.rest), None).await, 200);
+    }
+    let secret = "RWsecretRWsecretRWsecretRWsecret";
+    let peers: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/cluster", nodes[1].rest))
+        .header("api-key", secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        peers["result"]["peers"].as_object().map(|p| p.len()),
+        Some(2),
+        "the second node joined the first over its bracketed p2p URI: {peers}"
+    );
+    driver.deprovision(cluster).await.unwrap();
+}

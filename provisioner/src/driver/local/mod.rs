@@ -11,7 +11,7 @@ mod supervisor;
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::Mutex;
@@ -215,14 +215,15 @@ impl LocalDriver {
         states
             .iter()
             .map(|s| NodeEndpoint {
-                rest: format!("{}:{}", self.host, s.http_port),
-                grpc: format!("{}:{}", self.host, s.grpc_port),
+                rest: SocketAddr::new(self.host, s.http_port).to_string(),
+                grpc: SocketAddr::new(self.host, s.grpc_port).to_string(),
             })
             .collect()
     }
 
     async fn is_ready(&self, state: &NodeState) -> bool {
-        let Ok(uri) = format!("http://{}:{}/readyz", self.host, state.http_port).parse() else {
+        let addr = SocketAddr::new(self.host, state.http_port);
+        let Ok(uri) = format!("http://{addr}/readyz").parse() else {
             return false;
         };
         matches!(

@@ -109,7 +109,8 @@ pub fn free_ports<const N: usize>(host: IpAddr) -> io::Result<[u16; N]> {
 }
 
 pub fn p2p_uri(host: IpAddr, port: u16) -> String {
-    format!("http://{host}:{port}")
+    // SocketAddr writes an IPv6 host in brackets, as a URI needs it.
+    format!("http://{}", std::net::SocketAddr::new(host, port))
 }
 
 /// Whether `pid` is a live process (a zombie is not).
