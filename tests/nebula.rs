@@ -292,3 +292,32 @@ async fn a_dead_workers_command_is_claimed_by_another_worker() {
         "the survivor adopted the nodes the dead worker started"
     );
 }
+
+/// A handler that panics is one failed attempt, retried by the same worker: it does not take
+/// the worker's consumer down with it, nor leave the cluster's lease renewed by an orphaned
+/// task. (The reaper is slowed down here so that only the worker's own retry can finish it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_is_retried_and_wedges_nothing() {
+    let mut p = Platform::start().await;
+    let (account, admin) = p.tenant(10).await;
+    p.start_nebula(&[
+        ("LYRA_PANIC_AT", "handler"),
+        ("LYRA_NEBULA_CLAIM_IDLE_MS", "600000"),
+    ]);
+    let id = p.create_cluster(&admin, &account, 1).await;
+    p.wait_phase(&admin, &account, &id, "HEALTHY").await;
+    p.wait_until(|| async { pending(&p) == 0 }, "the command acknowledged")
+        .await;
+    assert_eq!(p.node_processes(&id).len(), 1);
+    let lease: Option<String> = redis::cmd("GET")
+        .arg(keyspace::cluster_lease(id.parse().unwrap()))
+        .query(&mut p.redis())
+        .unwrap();
+    assert_eq!(
+        lease, None,
+        "the lease is released once the command is done"
+    );
+    // The worker still takes new commands.
+    let other = p.create_cluster(&admin, &account, 1).await;
+    p.wait_phase(&admin, &account, &other, "HEALTHY").await;
+}

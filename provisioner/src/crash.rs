@@ -56,3 +56,17 @@ pub async fn hold(name: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A panic point for tests: with `LYRA_PANIC_AT=<name>`, the first time this process reaches
+/// `name` it panics (later times pass), to prove a panicking handler is retried and wedges
+/// nothing. Unset (always, in production) it costs one load.
+pub const PANIC_AT_ENV: &str = "LYRA_PANIC_AT";
+
+pub fn panic_once(name: &str) {
+    static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let armed = ARMED.get_or_init(|| std::env::var(PANIC_AT_ENV).ok());
+    if armed.as_deref() == Some(name) && !FIRED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        panic!("panic point {name} reached");
+    }
+}

@@ -9,6 +9,8 @@ mod resize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use contract::cluster::Cluster;
 use contract::command::{Command, CommandEnvelope};
 use contract::region::Driver;
@@ -141,6 +143,23 @@ fn node_spec(c: &Cluster, num_nodes: u32, resources: NodeResources, s: &Secrets)
     }
 }
 
+/// Aborts a task when dropped, so it cannot outlive the scope that started it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
 /// Runs one command while holding its cluster's lease.
 pub async fn handle(worker: &Worker, envelope: &CommandEnvelope) -> Result<Outcome, HandlerError> {
     let cluster = envelope.command.cluster_id();
@@ -152,26 +171,52 @@ pub async fn handle(worker: &Worker, envelope: &CommandEnvelope) -> Result<Outco
     else {
         return Err(HandlerError::Busy);
     };
-    let renewing = {
+    // The lease is renewed only while the handler runs: the renewing task is aborted when
+    // this scope ends however it ends (a panic included), and a lease that could not be
+    // renewed stops the handler, since another worker may now act on the cluster.
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let renewing = AbortOnDrop(tokio::spawn({
         let mut conn = conn.clone();
         let (key_holder, ttl) = (worker.holder.clone(), worker.lease_ttl);
         let lease_for_renew = Lease::held(cluster, &key_holder, ttl);
-        tokio::spawn(async move {
+        async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 if !matches!(lease_for_renew.renew(&mut conn).await, Ok(true)) {
                     tracing::warn!(%cluster, "lost the cluster lease");
+                    let _ = lost_tx.send(());
                     return;
                 }
             }
-        })
+        }
+    }));
+    let work = std::panic::AssertUnwindSafe(async {
+        crate::crash::panic_once("handler");
+        match &envelope.command {
+            Command::Provision(c) => provision::run(worker, c).await,
+            Command::Resize(c) => resize::run(worker, c).await,
+            Command::Deprovision(c) => deprovision::run(worker, c).await,
+        }
+    })
+    .catch_unwind();
+    let lost = async {
+        if lost_rx.await.is_err() {
+            // The renewing task ended without losing the lease: it never does, but a
+            // dropped sender must not read as a loss.
+            std::future::pending::<()>().await;
+        }
     };
-    let result = match &envelope.command {
-        Command::Provision(c) => provision::run(worker, c).await,
-        Command::Resize(c) => resize::run(worker, c).await,
-        Command::Deprovision(c) => deprovision::run(worker, c).await,
+    let result = tokio::select! {
+        done = work => done.unwrap_or_else(|panic| {
+            let what = panic_message(panic.as_ref());
+            tracing::error!(%cluster, panic = %what, "the command's handler panicked; it will be retried");
+            Err(HandlerError::Retry(format!("the handler failed unexpectedly ({what}); retrying")))
+        }),
+        () = lost => Err(HandlerError::Retry(
+            "lost the cluster's lease (Redis unreachable for longer than the lease); retrying".into(),
+        )),
     };
-    renewing.abort();
+    drop(renewing);
     if let Err(e) = lease.release(&mut conn).await {
         tracing::warn!(%cluster, error = %e, "cannot release the cluster lease; it will expire");
     }
