@@ -1,9 +1,12 @@
 //! The route table: every cluster a gateway serves, in memory.
 //!
 //! Filled from the versioned snapshot at start, kept current by pub/sub events (an event
-//! older than what the table holds is ignored), replaced wholesale on every resync. A route
-//! carries what the hot path needs ready-made: the key signer (its HKDF done once) and the
-//! upstream credentials, unsealed once per route version.
+//! older than what the table holds is ignored), and brought in line with the snapshot on every
+//! resync, where a route whose version did not change is kept as it is (its limiter state,
+//! in-flight count and node health go on; nothing is unsealed again). A removal leaves a
+//! tombstone with its version, so a lookup that read the route before it was removed cannot
+//! put it back. A route carries what the hot path needs ready-made: the key signer (its HKDF
+//! done once) and the upstream credentials, unsealed once per route version.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -36,6 +39,10 @@ pub struct Route {
     down_until: Vec<AtomicU64>,
     clock: Instant,
 }
+
+/// How long a removal is remembered: far longer than a lookup or an event can be in flight,
+/// and past at least one full resync.
+pub const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 
 /// How long a node that refused a connection is passed over.
 pub const NODE_PENALTY: Duration = Duration::from_secs(5);
@@ -131,6 +138,9 @@ impl Route {
 
 pub struct RouteTable {
     routes: Cache<ClusterId, Arc<Route>>,
+    /// Removed clusters and the version of their removal: no route at or below it comes
+    /// back. Kept longer than any lookup or event can be in flight.
+    removed: Cache<ClusterId, u64>,
     /// Lookups of unknown hosts in flight: concurrent misses for one host share one call.
     pub(crate) lookups: moka::future::Cache<ClusterId, Option<Arc<Route>>>,
     /// Clusters recently looked up in Redis and not found: not asked again for a while, so
@@ -148,6 +158,10 @@ impl RouteTable {
     pub fn new(negative_ttl: Duration) -> Self {
         Self {
             routes: Cache::builder().build(),
+            removed: Cache::builder()
+                .time_to_live(TOMBSTONE_TTL)
+                .max_capacity(1_000_000)
+                .build(),
             lookups: moka::future::Cache::builder()
                 .time_to_live(Duration::from_millis(1))
                 .max_capacity(100_000)
@@ -168,14 +182,19 @@ impl RouteTable {
         self.routes.entry_count()
     }
 
-    /// Stores `route` unless the table holds a newer version; `true` if stored.
+    /// Whether a route of `version` for `id` is older than what the table holds or removed.
+    fn outdated(&self, id: &ClusterId, version: u64) -> bool {
+        self.routes
+            .get(id)
+            .is_some_and(|held| held.record.version >= version)
+            || self.removed.get(id).is_some_and(|gone| gone >= version)
+    }
+
+    /// Stores `route` unless the table holds a newer version or removed it later; `true` if
+    /// stored.
     pub fn upsert(&self, route: Route) -> bool {
         let id = route.record.cluster_id;
-        if self
-            .routes
-            .get(&id)
-            .is_some_and(|held| held.record.version >= route.record.version)
-        {
+        if self.outdated(&id, route.record.version) {
             return false;
         }
         self.missing.invalidate(&id);
@@ -183,8 +202,12 @@ impl RouteTable {
         true
     }
 
-    /// Removes the route unless the table holds a version newer than the removal.
+    /// Removes the route unless the table holds a version newer than the removal, and
+    /// remembers the removal so that no older route comes back.
     pub fn remove(&self, id: &ClusterId, version: u64) {
+        if self.removed.get(id).is_none_or(|gone| gone < version) {
+            self.removed.insert(*id, version);
+        }
         if self
             .routes
             .get(id)
@@ -194,23 +217,46 @@ impl RouteTable {
         }
     }
 
-    /// Replaces the whole table with a snapshot.
-    pub fn replace_all(&self, routes: Vec<Route>) {
-        let keep: std::collections::HashSet<ClusterId> =
-            routes.iter().map(|r| r.record.cluster_id).collect();
-        for route in routes {
-            let id = route.record.cluster_id;
-            self.routes.insert(id, Arc::new(route));
+    /// Brings the table in line with a snapshot taken at platform version `snapshot_version`:
+    /// routes whose version is unchanged are kept as they are (`make` is not called for
+    /// them), newer ones are made and stored, and routes missing from the snapshot are
+    /// removed unless they are newer than it (an event that arrived after it was read).
+    /// Returns how many routes were made anew.
+    pub fn sync_all<E: std::fmt::Display>(
+        &self,
+        snapshot_version: u64,
+        records: Vec<RouteRecord>,
+        make: impl Fn(RouteRecord) -> Result<Route, E>,
+    ) -> usize {
+        let mut keep = std::collections::HashSet::with_capacity(records.len());
+        let mut made = 0;
+        for record in records {
+            let id = record.cluster_id;
+            keep.insert(id);
+            if self.outdated(&id, record.version) {
+                continue;
+            }
+            match make(record) {
+                Ok(route) => {
+                    made += 1;
+                    self.missing.invalidate(&id);
+                    self.routes.insert(id, Arc::new(route));
+                }
+                Err(e) => {
+                    tracing::error!(cluster = %id, error = %e, "unusable route in the snapshot; skipped")
+                }
+            }
         }
         let stale: Vec<ClusterId> = self
             .routes
             .iter()
+            .filter(|(k, held)| !keep.contains(k) && held.record.version <= snapshot_version)
             .map(|(k, _)| *k)
-            .filter(|k| !keep.contains(k))
             .collect();
         for id in stale {
             self.routes.invalidate(&id);
         }
+        made
     }
 
     pub fn known_missing(&self, id: &ClusterId) -> bool {
@@ -219,5 +265,137 @@ impl RouteTable {
 
     pub fn mark_missing(&self, id: ClusterId) {
         self.missing.insert(id, ());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use clap::Parser;
+    use contract::cluster::Phase;
+    use contract::ids::AccountId;
+    use contract::route::{RateLimits, UpstreamCredentials};
+    use contract::seal::PlatformKey;
+
+    use super::*;
+    use crate::config::GatekeeperConfig;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        config: GatekeeperConfig,
+    }
+
+    struct World {
+        ring: Keyring,
+        config: GatekeeperConfig,
+        id: ClusterId,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let config = Wrapper::parse_from([
+                "test",
+                "--master-key",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ])
+            .config;
+            Self {
+                ring: Keyring::new(PlatformKey::generate().unwrap().0, vec![]),
+                config,
+                id: ClusterId::new(),
+            }
+        }
+
+        fn record(&self, version: u64) -> RouteRecord {
+            let secret = ClusterSecret::parse("Zq8vN3xR7tLp2WcY5kHm9JdF4sBg6QaE").unwrap();
+            let seal = |kind: SecretKind| {
+                self.ring
+                    .seal(secret.expose().as_bytes(), &kind.seal_context(self.id))
+                    .unwrap()
+            };
+            RouteRecord {
+                cluster_id: self.id,
+                account_id: AccountId::new(),
+                host: format!("{}.dev.local.localhost", self.id),
+                phase: Phase::Healthy,
+                nodes: vec![NodeEndpoint {
+                    rest: "127.0.0.1:1".into(),
+                    grpc: "127.0.0.1:2".into(),
+                }],
+                credentials: UpstreamCredentials {
+                    read_write: seal(SecretKind::ReadWrite),
+                    read_only: seal(SecretKind::ReadOnly),
+                },
+                limits: RateLimits::default(),
+                version,
+            }
+        }
+
+        fn route(&self, version: u64) -> Route {
+            Route::from_record(self.record(version), &self.ring, &self.config).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_resync_keeps_an_unchanged_route_as_it_is_and_replaces_a_changed_one() {
+        let w = World::new();
+        let table = RouteTable::default();
+        assert!(table.upsert(w.route(3)));
+        let held = table.get(&w.id).unwrap();
+        held.mark_down(0);
+        let made = Cell::new(0);
+        let make = |r: RouteRecord| {
+            made.set(made.get() + 1);
+            Route::from_record(r, &w.ring, &w.config)
+        };
+        assert_eq!(table.sync_all(3, vec![w.record(3)], make), 0);
+        assert_eq!(
+            made.get(),
+            0,
+            "nothing unsealed again for an unchanged route"
+        );
+        assert!(
+            Arc::ptr_eq(&held, &table.get(&w.id).unwrap()),
+            "the same route, with its limiter, in-flight count and node health"
+        );
+        assert_eq!(table.sync_all(4, vec![w.record(4)], make), 1);
+        assert_eq!(table.get(&w.id).unwrap().record.version, 4);
+    }
+
+    #[test]
+    fn a_resync_does_not_drop_or_downgrade_a_route_that_arrived_after_its_snapshot() {
+        let w = World::new();
+        let table = RouteTable::default();
+        // An event brought version 7 while the snapshot (taken at 6, holding 5) was read.
+        assert!(table.upsert(w.route(7)));
+        let make = |r: RouteRecord| Route::from_record(r, &w.ring, &w.config);
+        table.sync_all(6, vec![w.record(5)], make);
+        assert_eq!(table.get(&w.id).unwrap().record.version, 7);
+        table.sync_all(6, vec![], make);
+        assert!(table.get(&w.id).is_some(), "newer than the snapshot: kept");
+        table.sync_all(7, vec![], make);
+        assert!(
+            table.get(&w.id).is_none(),
+            "gone from a snapshot that knows it"
+        );
+    }
+
+    #[test]
+    fn a_removed_route_does_not_come_back_from_a_lookup_that_read_it_before() {
+        let w = World::new();
+        let table = RouteTable::default();
+        // The removal (version 9) arrives first; a lookup that read version 8 lands after.
+        table.remove(&w.id, 9);
+        assert!(!table.upsert(w.route(8)), "tombstoned");
+        assert!(table.get(&w.id).is_none());
+        let make = |r: RouteRecord| Route::from_record(r, &w.ring, &w.config);
+        table.sync_all(9, vec![w.record(8)], make);
+        assert!(table.get(&w.id).is_none(), "nor from a stale snapshot");
+        assert!(
+            table.upsert(w.route(10)),
+            "a newer route (a re-created cluster) is served"
+        );
     }
 }

@@ -45,22 +45,23 @@ impl SyncService {
     /// Loads the whole snapshot and replaces what is in memory.
     pub async fn resync(&self, conn: &mut ConnectionManager) -> Result<(), redis::RedisError> {
         let s = &self.state;
+        // The version is read first: every route in the hash was written at or below it, so a
+        // held route above it arrived by an event after this snapshot and is kept.
         let version: Option<u64> = conn.get(keyspace::config_version()).await?;
         let raw: HashMap<String, String> = conn.hgetall(keyspace::routes()).await?;
-        let mut routes = Vec::with_capacity(raw.len());
+        let mut records = Vec::with_capacity(raw.len());
         for (id, json) in raw {
-            match serde_json::from_str::<RouteRecord>(&json)
-                .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    Route::from_record(r, &s.keyring, &s.config).map_err(|e| e.to_string())
-                }) {
-                Ok(route) => routes.push(route),
+            match serde_json::from_str::<RouteRecord>(&json) {
+                Ok(r) => records.push(r),
                 Err(e) => {
-                    tracing::error!(cluster = %id, error = %e, "unusable route in the snapshot; skipped")
+                    tracing::error!(cluster = %id, error = %e, "unreadable route in the snapshot; skipped")
                 }
             }
         }
-        s.routes.replace_all(routes);
+        let made = s.routes.sync_all(version.unwrap_or(0), records, |r| {
+            Route::from_record(r, &s.keyring, &s.config)
+        });
+        tracing::debug!(made, "routes made anew on resync");
         let revoked: Vec<(String, f64)> = conn
             .zrange_withscores(keyspace::revoked_keys(), 0, -1)
             .await?;
