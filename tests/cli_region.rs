@@ -25,6 +25,8 @@ impl Orion {
         cmd.arg("orion")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{}", free_port().unwrap()))
             .env("LYRA_REDIS_URL", redis.url())
             .env("LYRA_MASTER_KEY", MASTER_KEY)
             .env("LYRA_OPERATOR_TOKEN", OPERATOR)

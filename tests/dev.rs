@@ -63,6 +63,10 @@ impl Dev {
                 "--nebula-admin",
                 &format!("127.0.0.1:{}", free_port().unwrap()),
             ])
+            .args([
+                "--orion-admin",
+                &format!("127.0.0.1:{}", free_port().unwrap()),
+            ])
             .env("QDRANT_BIN", standin_bin().unwrap())
             .env("RUST_LOG", "warn");
         clean_env(&mut cmd);

@@ -165,6 +165,10 @@ impl Sandbox {
                 "--nebula-admin",
                 &format!("127.0.0.1:{}", free_port().unwrap()),
             ])
+            .args([
+                "--orion-admin",
+                &format!("127.0.0.1:{}", free_port().unwrap()),
+            ])
             .args(args)
             .env("PATH", self.root.join("empty-path"))
             .env("XDG_CACHE_HOME", self.cache())

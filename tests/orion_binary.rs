@@ -14,6 +14,8 @@ fn orion(redis: &RedisServer, port: u16, master_key: &str, operator: &str) -> Co
     cmd.arg("orion")
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", free_port().unwrap()))
         .env("LYRA_REDIS_URL", redis.url())
         .env("LYRA_MASTER_KEY", master_key)
         .env("LYRA_OPERATOR_TOKEN", operator)

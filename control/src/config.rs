@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+/// The largest answer kept for `Idempotency-Key` replay unless configured otherwise: far above
+/// any answer Orion gives today, small enough that a flood of keys cannot fill Redis fast.
+pub const DEFAULT_IDEMPOTENT_ANSWER_MAX_BYTES: usize = 1 << 20;
+
 #[derive(Debug, Clone, Args)]
 pub struct OrionConfig {
     /// Address the API listens on.
@@ -14,6 +18,15 @@ pub struct OrionConfig {
         default_value = "127.0.0.1:8080"
     )]
     pub listen: SocketAddr,
+
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`. Keep it off the public network: the
+    /// metrics tell anyone who reads them how busy every route is.
+    #[arg(
+        long = "admin-listen",
+        env = "LYRA_ORION_ADMIN",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub admin_listen: SocketAddr,
 
     #[command(flatten)]
     pub platform: contract::platform::PlatformArgs,
@@ -42,6 +55,15 @@ pub struct OrionConfig {
     /// How long one Redis call may take before Orion answers 503 (milliseconds).
     #[arg(long, env = "LYRA_REDIS_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,
+
+    /// The largest answer kept for `Idempotency-Key` replay (bytes). A larger one is still
+    /// given in full to the client; a retry is then sent to the resource it made (303).
+    #[arg(
+        long,
+        env = "LYRA_IDEMPOTENT_ANSWER_MAX_BYTES",
+        default_value_t = DEFAULT_IDEMPOTENT_ANSWER_MAX_BYTES
+    )]
+    pub idempotent_answer_max_bytes: usize,
 }
 
 impl OrionConfig {

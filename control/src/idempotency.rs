@@ -4,8 +4,12 @@
 //! Keys are scoped to the caller's credential, so two callers never see each other's
 //! answers. A key is claimed before the handler runs (`SET NX`), so two concurrent requests
 //! with one key cannot both act: the second is told the first is in progress.
+//!
+//! An answer larger than the configured limit is not kept; the client still gets it in full,
+//! since the action has happened. What is kept is where the resource is: a retry is answered
+//! `303 See Other` with that `Location`.
 
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, HttpBody, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -24,7 +28,6 @@ const KEEP_SECS: u64 = 24 * 60 * 60;
 /// How long a claim lasts if the request never finishes (the process died mid-request).
 const CLAIM_SECS: u64 = 60;
 const MAX_KEY_LEN: usize = 255;
-const MAX_STORED_BODY: usize = 1 << 20;
 
 /// Response extension: this answer shows a secret once and must not be kept for replay.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +43,12 @@ enum Stored {
     },
     InProgress {
         fingerprint: String,
+    },
+    /// The request succeeded with an answer too large to keep: only where it points is kept.
+    Reference {
+        fingerprint: String,
+        status: u16,
+        location: Option<String>,
     },
     Done {
         fingerprint: String,
@@ -156,10 +165,7 @@ async fn remember(
 ) -> Response {
     let status = response.status();
     if !keep(status) {
-        let _ = state
-            .store
-            .run(|mut c| async move { c.del::<_, ()>(key).await })
-            .await;
+        forget(state, key).await;
         return response;
     }
     if response.extensions().get::<SecretBearing>().is_some() {
@@ -171,8 +177,40 @@ async fn remember(
         return response;
     }
     let (parts, body) = response.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_STORED_BODY).await else {
-        return Problem::internal().into_response();
+    let limit = state.idempotent_answer_max;
+    let reference = Stored::Reference {
+        fingerprint: fingerprint.clone(),
+        status: status.as_u16(),
+        location: header_string(&parts.headers, header::LOCATION),
+    };
+    // Decided from the size the body declares, before any of it is read: an answer too large
+    // to keep goes to the client untouched, whatever its size.
+    let fits = body
+        .size_hint()
+        .upper()
+        .is_some_and(|n| u64::try_from(limit).is_ok_and(|limit| n <= limit));
+    if !fits {
+        if status.is_success() {
+            save(state, key, &reference).await;
+        } else {
+            // A refusal changed nothing: without its record a retry is simply refused again.
+            forget(state, key).await;
+        }
+        return Response::from_parts(parts, body);
+    }
+    let bytes = match to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // Only the handler's own body failing gets here: there is no answer to give, but
+            // the action may have happened, so a retry must not do it again.
+            tracing::error!(error = %e, "cannot read the answer to keep it");
+            if status.is_success() {
+                save(state, key, &reference).await;
+            } else {
+                forget(state, key).await;
+            }
+            return Problem::internal().into_response();
+        }
     };
     let stored = Stored::Done {
         fingerprint,
@@ -183,6 +221,13 @@ async fn remember(
     };
     save(state, key, &stored).await;
     Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn forget(state: &AppState, key: String) {
+    let _ = state
+        .store
+        .run(|mut c| async move { c.del::<_, ()>(key).await })
+        .await;
 }
 
 async fn save(state: &AppState, key: String, stored: &Stored) {
@@ -217,6 +262,7 @@ async fn replay(state: &AppState, key: String, fingerprint: &str) -> Response {
         Some(Stored::InProgress { fingerprint: f })
         | Some(Stored::Done { fingerprint: f, .. })
         | Some(Stored::Withheld { fingerprint: f, .. })
+        | Some(Stored::Reference { fingerprint: f, .. })
             if f != fingerprint =>
         {
             Problem::conflict("this Idempotency-Key was already used with a different request")
@@ -232,6 +278,32 @@ async fn replay(state: &AppState, key: String, fingerprint: &str) -> Response {
              create another"
         ))
         .into_response(),
+        Some(Stored::Reference {
+            status, location, ..
+        }) => match location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            Some(location) => {
+                let mut response = Problem::new(
+                    StatusCode::SEE_OTHER,
+                    "see-other",
+                    "See other",
+                    format!(
+                        "the first request with this Idempotency-Key succeeded ({status}); its \
+                         answer was too large to keep for a replay: the resource it acted on \
+                         is at the Location"
+                    ),
+                )
+                .into_response();
+                let headers = response.headers_mut();
+                headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+                headers.insert(header::LOCATION, location);
+                response
+            }
+            None => Problem::conflict(format!(
+                "the first request with this Idempotency-Key succeeded ({status}); its answer \
+                 was too large to keep for a replay"
+            ))
+            .into_response(),
+        },
         Some(Stored::Done {
             status,
             location,

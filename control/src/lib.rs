@@ -13,7 +13,7 @@
 //! | `problem`, `json`, `extract` | RFC 9457 errors and extractors that produce them |
 //! | `idempotency` | `Idempotency-Key` replay and conflict |
 //! | `audit` | the per-account audit log |
-//! | `metrics` | Prometheus |
+//! | `metrics` | Prometheus, on the admin listener |
 //! | `renewal` | renewing regional certificates before they expire |
 //! | `routes` | one file per resource, with its OpenAPI annotations |
 
@@ -103,6 +103,7 @@ pub struct Inner {
     tld: Tld,
     operator_digest: [u8; 32],
     metrics: metrics::Metrics,
+    idempotent_answer_max: usize,
 }
 
 /// Shared by every handler.
@@ -152,6 +153,7 @@ impl AppState {
             tld,
             operator_digest: Sha256::digest(config.operator_token.as_bytes()).into(),
             metrics: metrics::Metrics::new()?,
+            idempotent_answer_max: config.idempotent_answer_max_bytes,
         })))
     }
 }
@@ -169,7 +171,7 @@ async fn method_not_allowed() -> Problem {
     )
 }
 
-/// The whole HTTP surface of Orion.
+/// Orion's public HTTP surface: the API, its documents and the probes load balancers use.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = routes::api().split_for_parts();
     let openapi_json = openapi.to_json().unwrap_or_else(|e| {
@@ -191,7 +193,6 @@ pub fn router(state: AppState) -> Router {
         .merge(Scalar::with_url("/docs", openapi))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(metrics::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -206,6 +207,19 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost, so that the id every layer and handler sees has passed the check.
+        .layer(middleware::map_request(request_id::screen))
+        .with_state(state)
+}
+
+/// The admin surface, for the cluster network only: `/metrics`, `/healthz`, `/readyz`.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::serve))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -224,18 +238,46 @@ pub async fn serve(
     served
 }
 
-/// Binds the configured address and serves until `shutdown`.
+/// Serves the admin surface on `listener` until `shutdown` completes.
+pub async fn serve_admin(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OrionError> {
+    axum::serve(listener, admin_router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(OrionError::Serve)
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, OrionError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| OrionError::Bind { addr, source })
+}
+
+/// Binds the configured addresses and serves the API and the admin surface until `shutdown`.
 pub async fn run(
     config: OrionConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OrionError> {
     let state = AppState::new(&config)?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| OrionError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    tracing::info!(addr = %config.listen, "Orion listening");
-    serve(state, listener, shutdown).await
+    // Both are bound before either serves: a taken admin port fails the start, as it does for
+    // Nebula and GateKeeper, rather than leaving an Orion nobody can scrape.
+    let listener = bind(config.listen).await?;
+    let admin = bind(config.admin_listen).await?;
+    tracing::info!(addr = %config.listen, admin = %config.admin_listen, "Orion listening");
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let admin_task = tokio::spawn(serve_admin(state.clone(), admin, until_stopped(stopping)));
+    let served = serve(state, listener, shutdown).await;
+    let _ = stop.send(true);
+    match admin_task.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "the admin listener failed"),
+        Err(e) => tracing::error!(error = %e, "the admin listener's task failed"),
+        Ok(Ok(())) => {}
+    }
+    served
 }

@@ -1,5 +1,5 @@
-//! Prometheus metrics, served at `/metrics`. Labels are route templates and status codes,
-//! never ids, tokens or keys.
+//! Prometheus metrics, served at `/metrics` on the admin listener. Labels are route templates
+//! and status codes, never ids, tokens or keys.
 
 use std::time::Instant;
 

@@ -198,3 +198,87 @@ async fn a_secret_shown_once_is_never_stored_not_even_for_replay() {
         "the retry created a second key"
     );
 }
+
+#[tokio::test]
+async fn an_answer_too_large_to_keep_is_still_given_and_a_retry_is_sent_to_the_resource() {
+    const LIMIT: usize = 256;
+    let orion = Orion::start_with(|c| c.idempotent_answer_max_bytes = LIMIT).await;
+    let account = orion.create_account("acme").await;
+    let admin = orion.create_token(&account, "admin").await;
+    orion.put_region("local", "dev", room_for(5)).await;
+    let path = format!("/api/v1/accounts/{account}/clusters");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let create = |http: &reqwest::Client| {
+        http.post(format!("{}{path}", orion.url))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", "big-answer")
+            .json(&spec("big", 1))
+            .send()
+    };
+
+    let first = create(&no_redirects).await.unwrap();
+    assert_eq!(
+        first.status(),
+        202,
+        "the action succeeded: its answer must say so"
+    );
+    let location = first.headers()["location"].to_str().unwrap().to_owned();
+    let text = first.text().await.unwrap();
+    assert!(text.len() > LIMIT, "the answer fits: {} bytes", text.len());
+    let cluster: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(cluster["name"], "big");
+    assert!(location.ends_with(cluster["id"].as_str().unwrap()));
+
+    let retry = create(&no_redirects).await.unwrap();
+    assert_eq!(retry.status(), 303);
+    assert_eq!(retry.headers()["location"], location.as_str());
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    // A client that follows it finds what the first request made.
+    let followed = create(&orion.http).await.unwrap();
+    assert_eq!(followed.status(), 200);
+    assert_eq!(body(followed).await["id"], cluster["id"]);
+    // The same key with another request is still refused.
+    let other = no_redirects
+        .post(format!("{}{path}", orion.url))
+        .bearer_auth(&admin)
+        .header("Idempotency-Key", "big-answer")
+        .json(&spec("other", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 409);
+
+    let mut con = orion.redis();
+    let clusters: usize = redis::cmd("ZCARD")
+        .arg(keyspace::account_clusters(account.parse().unwrap()))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(clusters, 1, "a retry acted again");
+    let commands: usize = redis::cmd("XLEN")
+        .arg(keyspace::command_stream())
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(commands, 1);
+
+    // A refusal too large to keep changed nothing: it is not kept, and a retry is refused
+    // afresh with the same answer.
+    let refuse = || {
+        no_redirects
+            .post(format!("{}{path}", orion.url))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", "big-refusal")
+            .json(&serde_json::json!({"name": "x", "cloud_provider": "nowhere", "cloud_region": "none",
+                "configuration": {"num_nodes": 0, "node_configuration": {"cpu": 0, "memory": 0, "disk": 0}}}))
+            .send()
+    };
+    let first = refuse().await.unwrap();
+    assert_eq!(first.status(), 422);
+    let first = first.text().await.unwrap();
+    assert!(first.len() > LIMIT, "the refusal fits: {first}");
+    let again = refuse().await.unwrap();
+    assert_eq!(again.status(), 422);
+    assert_eq!(again.text().await.unwrap(), first);
+}

@@ -159,8 +159,15 @@ async fn the_docs_page_and_metrics_are_served() {
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("<html"));
     orion.create_account("metered").await;
-    let metrics = orion
+    let public = orion
         .request(None, Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404, "metrics on the public API port");
+    let metrics = orion
+        .http
+        .get(format!("{}/metrics", orion.admin_url))
         .send()
         .await
         .unwrap()

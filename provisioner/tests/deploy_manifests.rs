@@ -326,14 +326,10 @@ fn the_platform_is_wired_as_the_brief_says() {
             .map(String::as_str),
         Some("gateway")
     );
-    // Every service is scraped.
+    // Every service is scraped, on the admin port it listens on, which no Service exposes.
     for d in &o.deployments {
-        let ann = d
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.annotations.as_ref());
+        let meta = d.spec.template.metadata.as_ref();
+        let ann = meta.and_then(|m| m.annotations.as_ref());
         assert_eq!(
             ann.and_then(|a| a.get("prometheus.io/scrape"))
                 .map(String::as_str),
@@ -341,6 +337,64 @@ fn the_platform_is_wired_as_the_brief_says() {
             "{}",
             name(d)
         );
+        let port: i32 = ann
+            .and_then(|a| a.get("prometheus.io/port"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no prometheus.io/port", name(d)));
+        let container = &pod(&o, name(d)).containers[0];
+        let declared = container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.container_port == port);
+        assert!(
+            declared.is_some(),
+            "{}: scraped on {port}, a port it does not declare",
+            name(d)
+        );
+        let admin = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name.starts_with("LYRA_") && e.name.ends_with("_ADMIN"))
+            .and_then(|e| e.value.as_deref());
+        assert!(
+            admin.is_some_and(|a| a.ends_with(&format!(":{port}"))),
+            "{}: scraped on {port}, but its admin listener is {admin:?}",
+            name(d)
+        );
+        let labels = meta.and_then(|m| m.labels.clone()).unwrap_or_default();
+        for service in &o.services {
+            let Some(spec) = &service.spec else { continue };
+            let selects = spec
+                .selector
+                .as_ref()
+                .is_some_and(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)));
+            if !selects {
+                continue;
+            }
+            for p in spec.ports.iter().flatten() {
+                use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+                let target = match &p.target_port {
+                    None => p.port,
+                    Some(IntOrString::Int(n)) => *n,
+                    Some(IntOrString::String(named)) => container
+                        .ports
+                        .iter()
+                        .flatten()
+                        .find(|c| c.name.as_deref() == Some(named.as_str()))
+                        .map(|c| c.container_port)
+                        .unwrap_or_else(|| panic!("{}: no port named {named}", name(service))),
+                };
+                assert_ne!(
+                    target,
+                    port,
+                    "Service {} exposes the metrics of {}",
+                    name(service),
+                    name(d)
+                );
+            }
+        }
     }
     // The platform key comes from a Secret, never from the manifests.
     for d in ["lyra-orion", "lyra-nebula", "lyra-gatekeeper"] {

@@ -47,6 +47,9 @@ pub struct DevArgs {
     /// Nebula's admin listener.
     #[arg(long, default_value = "127.0.0.1:9091")]
     pub nebula_admin: SocketAddr,
+    /// Orion's admin listener (`/metrics`).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub orion_admin: SocketAddr,
     /// The Qdrant binary the local nodes run. Default: `qdrant` on PATH, else the copy
     /// downloaded earlier into the cache, else the pinned official release, downloaded now.
     #[arg(long, env = "QDRANT_BIN")]
@@ -289,6 +292,7 @@ fn serve(
 
     let orion = control::OrionConfig {
         listen: args.api,
+        admin_listen: args.orion_admin,
         platform: platform.clone(),
         operator_token: operator.to_owned(),
         tld: "localhost".into(),
@@ -296,6 +300,7 @@ fn serve(
         ca_cert: Some(ca_cert.to_owned()),
         ca_key: Some(ca_key.to_owned()),
         cert_renew_secs: 3600,
+        idempotent_answer_max_bytes: control::config::DEFAULT_IDEMPOTENT_ANSWER_MAX_BYTES,
     };
     let nebula = provisioner::NebulaConfig {
         platform: platform.clone(),
@@ -340,7 +345,7 @@ fn serve(
         Driver::Local,
         local.clone() as Arc<dyn InfrastructureClient>,
     );
-    let orion_task = runtime.spawn(control::run(orion, until_stopped(stop_rx.clone())));
+    let mut orion_task = runtime.spawn(control::run(orion, until_stopped(stop_rx.clone())));
     let nebula_task = runtime.spawn(provisioner::run_with(
         nebula,
         drivers,
@@ -354,7 +359,23 @@ fn serve(
         .map_err(|e| e.to_string())?;
 
     let api = format!("http://{}", args.api);
-    let ready = runtime.block_on(register_region(&api, operator, args));
+    // Orion that stops at start (a port taken, say) is said at once, with its own words,
+    // rather than after the readiness wait.
+    let mut orion_done = None;
+    let ready = runtime.block_on(async {
+        tokio::select! {
+            ready = register_region(&api, operator, args) => ready,
+            ended = &mut orion_task => {
+                let why = match &ended {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => "it stopped".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                orion_done = Some(ended);
+                Err(format!("Orion did not start: {why}"))
+            }
+        }
+    });
     // Where the client commands find Orion when run next to this data directory.
     let url_file = args.data_dir.join(crate::client::connection::DEV_URL_FILE);
     if let Err(e) = fs::write(&url_file, format!("{api}\n")) {
@@ -404,7 +425,9 @@ fn serve(
         runtime.block_on(wait_for_signal());
     }
     let _ = stop_tx.send(true);
-    let _ = runtime.block_on(orion_task);
+    if orion_done.is_none() {
+        let _ = runtime.block_on(orion_task);
+    }
     let _ = runtime.block_on(nebula_task);
     runtime.block_on(local.stop_all());
     let _ = gateway_thread.join();

@@ -105,6 +105,7 @@ impl Api {
 async fn start_orion(redis: &RedisServer) -> Api {
     let config = control::OrionConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: "127.0.0.1:0".parse().expect("addr"),
         platform: contract::platform::PlatformArgs::new(redis.url(), MASTER_KEY),
         operator_token: OPERATOR.into(),
         tld: "localhost".into(),
@@ -112,6 +113,7 @@ async fn start_orion(redis: &RedisServer) -> Api {
         cert_renew_secs: 3600,
         ca_cert: None,
         ca_key: None,
+        idempotent_answer_max_bytes: control::config::DEFAULT_IDEMPOTENT_ANSWER_MAX_BYTES,
     };
     let state = control::AppState::new(&config).expect("orion config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

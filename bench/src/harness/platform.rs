@@ -117,6 +117,10 @@ impl Lyra {
         let mut orion = Command::new(&lyra_bin);
         orion
             .args(["orion", "--listen", &format!("127.0.0.1:{orion_port}")])
+            .args([
+                "--admin-listen",
+                &format!("127.0.0.1:{}", free_port().map_err(setup("port"))?),
+            ])
             .arg("--ca-cert")
             .arg(&ca_cert)
             .arg("--ca-key")
@@ -445,6 +449,10 @@ impl Lyra {
         let port = free_port().map_err(setup("port"))?;
         let mut cmd = Command::new(&self.lyra_bin);
         cmd.args(["orion", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--admin-listen",
+                &format!("127.0.0.1:{}", free_port().map_err(setup("port"))?),
+            ])
             .env("LYRA_REDIS_URL", redis.url())
             .env("LYRA_MASTER_KEY", &self.master_key)
             .env("LYRA_OPERATOR_TOKEN", &self.operator)

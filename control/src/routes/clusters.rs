@@ -87,10 +87,15 @@ pub async fn load(state: &AppState, account: AccountId, id: ClusterId) -> ApiRes
         .store
         .run(|mut c| async move { c.hgetall(key).await })
         .await?;
+    record_of(account, &fields)
+}
+
+/// A cluster's stored fields as a cluster of `account`, or 404.
+fn record_of(account: AccountId, fields: &HashMap<String, String>) -> ApiResult<ClusterRecord> {
     if fields.is_empty() {
         return Err(Problem::not_found("cluster"));
     }
-    let record = ClusterRecord::from_fields(&fields).map_err(StoreError::from)?;
+    let record = ClusterRecord::from_fields(fields).map_err(StoreError::from)?;
     if record.cluster.account_id != account {
         return Err(Problem::not_found("cluster"));
     }
@@ -307,11 +312,24 @@ pub async fn list_clusters(
         .run(|mut c| async move { c.zrange(index, offset, offset + size).await })
         .await?;
     let more = ids.len() > size.unsigned_abs();
-    let mut clusters = Vec::with_capacity(ids.len());
+    let mut pipe = redis::pipe();
     for id in ids.iter().take(size.unsigned_abs()) {
         let id: ClusterId = id.parse().map_err(|_| Problem::internal())?;
-        clusters.push(load(&state, path.account_id, id).await?.cluster);
+        pipe.hgetall(keyspace::cluster(id));
     }
+    // One round trip for the whole page, whatever its size.
+    let hashes: Vec<HashMap<String, String>> = if pipe.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .store
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?
+    };
+    let clusters = hashes
+        .iter()
+        .map(|fields| record_of(path.account_id, fields).map(|r| r.cluster))
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(ClusterPage {
         clusters,
         next_page_token: more.then(|| encode_page_token(offset + size)),

@@ -2,6 +2,8 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use contract::keyscheme::{ClusterSecret, SecretKind};
@@ -12,6 +14,7 @@ use control::{AppState, OrionConfig};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use testkit::RedisServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 pub const OPERATOR: &str = "operator-token-for-tests-0123456789";
@@ -19,30 +22,58 @@ pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 pub struct Orion {
     pub url: String,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_url: String,
     pub redis: RedisServer,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
+    stop_admin: Option<oneshot::Sender<()>>,
+}
+
+/// The configuration the tests run Orion with.
+pub fn config(redis_url: String) -> OrionConfig {
+    OrionConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        platform: contract::platform::PlatformArgs::new(redis_url, MASTER_KEY),
+        operator_token: OPERATOR.into(),
+        tld: "localhost".into(),
+        redis_timeout_ms: 1000,
+        cert_renew_secs: 1,
+        ca_cert: None,
+        ca_key: None,
+        idempotent_answer_max_bytes: control::config::DEFAULT_IDEMPOTENT_ANSWER_MAX_BYTES,
+    }
 }
 
 impl Orion {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Orion with `tweak` applied to the test configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut OrionConfig)) -> Self {
         let redis = RedisServer::start().expect("redis-server");
-        let config = OrionConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            platform: contract::platform::PlatformArgs::new(redis.url(), MASTER_KEY),
-            operator_token: OPERATOR.into(),
-            tld: "localhost".into(),
-            redis_timeout_ms: 1000,
-            cert_renew_secs: 1,
-            ca_cert: None,
-            ca_key: None,
-        };
+        let mut config = config(redis.url());
+        tweak(&mut config);
+        Self::start_on(redis, config).await
+    }
+
+    /// Orion with `config` (whose listen addresses are not used), keeping `redis` for the
+    /// helpers that read it directly.
+    pub async fn start_on(redis: RedisServer, config: OrionConfig) -> Self {
         let state = AppState::new(&config).expect("config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(control::serve(state, listener, async move {
+        tokio::spawn(control::serve(state.clone(), listener, async move {
             let _ = stopped.await;
+        }));
+        let (stop_admin, admin_stopped) = oneshot::channel::<()>();
+        tokio::spawn(control::serve_admin(state, admin, async move {
+            let _ = admin_stopped.await;
         }));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -50,9 +81,11 @@ impl Orion {
             .unwrap();
         Self {
             url,
+            admin_url,
             redis,
             http,
             stop: Some(stop),
+            stop_admin: Some(stop_admin),
         }
     }
 
@@ -213,9 +246,68 @@ impl Orion {
 
 impl Drop for Orion {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
+        for stop in [self.stop.take(), self.stop_admin.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = stop.send(());
         }
+    }
+}
+
+/// A TCP relay in front of Redis that counts round trips: each time a client speaks after
+/// Redis has answered it (or for the first time) is one. Requests sent back to back without
+/// waiting, as a pipeline is, count once.
+pub struct RoundTrips {
+    pub url: String,
+    count: Arc<AtomicU64>,
+}
+
+impl RoundTrips {
+    pub async fn relay(redis: &RedisServer) -> Self {
+        let target = format!("127.0.0.1:{}", redis.port());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}/", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicU64::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                // True while the client spoke last.
+                let client_turn = Arc::new(AtomicBool::new(false));
+                let (turn, count) = (client_turn.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = client_rx.read(&mut buf).await {
+                        if !turn.swap(true, Ordering::SeqCst) {
+                            count.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if server_tx.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = server_rx.read(&mut buf).await {
+                        // Before the client can read the answer, so its next request counts.
+                        client_turn.store(false, Ordering::SeqCst);
+                        if client_tx.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, count }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
     }
 }
 
