@@ -92,9 +92,11 @@ fn retry_after(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
-/// Per-key limiters, made on a key's first request and forgotten when idle.
+/// Per-key limiters, made on a key's first request and forgotten when idle. Each remembers
+/// the quota it was made for, so a key whose cluster's limits changed gets the new quota on
+/// its next request rather than the one it had at first use.
 pub struct KeyLimits {
-    by_key: Cache<KeyId, Arc<DefaultDirectRateLimiter>>,
+    by_key: Cache<KeyId, Arc<(Quota, DefaultDirectRateLimiter)>>,
 }
 
 impl Default for KeyLimits {
@@ -110,10 +112,14 @@ impl Default for KeyLimits {
 
 impl KeyLimits {
     pub fn check(&self, key: KeyId, quota: Quota) -> Result<(), u64> {
-        let limiter = self.by_key.get_with(key, || {
-            Arc::new(RateLimiter::direct_with_clock(quota, CLOCK.clone()))
-        });
-        limiter
+        let made = || Arc::new((quota, RateLimiter::direct_with_clock(quota, CLOCK.clone())));
+        let mut entry = self.by_key.get_with(key, made);
+        if entry.0 != quota {
+            entry = made();
+            self.by_key.insert(key, entry.clone());
+        }
+        entry
+            .1
             .check()
             .map_err(|not_until| retry_after(not_until.wait_time_from(CLOCK.now())))
     }
@@ -157,5 +163,8 @@ mod tests {
             keys.check(KeyId::new(), quota(1, 1)).is_ok(),
             "keys are limited separately"
         );
+        // The cluster's limits were raised: the key gets them now, not at its next start.
+        assert!(keys.check(k, quota(100, 100)).is_ok());
+        assert!(keys.check(k, quota(100, 100)).is_ok());
     }
 }

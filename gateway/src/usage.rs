@@ -1,6 +1,11 @@
 //! Per-cluster usage: requests and bytes, counted in memory on every admitted request and
 //! added to Redis about once a second (HINCRBY), where Orion's usage endpoint reads them. A
 //! flush that fails keeps its counts for the next one.
+//!
+//! The counters are never evicted while they may hold counts: an evicted entry would take its
+//! unflushed counts with it (and a request holding its `Arc` would count into nothing). There
+//! is one entry per served cluster, a few dozen bytes each; an entry goes only after its
+//! cluster's route is gone and its last counts were sent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +34,7 @@ pub struct Usage {
 impl Default for Usage {
     fn default() -> Self {
         Self {
-            by_cluster: Cache::builder().max_capacity(1_000_000).build(),
+            by_cluster: Cache::builder().build(),
         }
     }
 }
@@ -58,6 +63,24 @@ impl Usage {
             .collect()
     }
 
+    /// Forgets the counters of clusters no longer served, once they hold nothing.
+    fn forget_unserved(&self, served: impl Fn(&ClusterId) -> bool) {
+        let gone: Vec<ClusterId> = self
+            .by_cluster
+            .iter()
+            .filter(|(id, c)| {
+                !served(id)
+                    && c.requests.load(Ordering::Relaxed) == 0
+                    && c.bytes_in.load(Ordering::Relaxed) == 0
+                    && c.bytes_out.load(Ordering::Relaxed) == 0
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.by_cluster.invalidate(&id);
+        }
+    }
+
     fn give_back(&self, cluster: ClusterId, counts: [u64; 3]) {
         let c = self.by_cluster.get_with(cluster, Default::default);
         c.requests.fetch_add(counts[0], Ordering::Relaxed);
@@ -75,6 +98,7 @@ impl UsageFlush {
         let s = &self.state;
         let taken = s.usage.drain();
         if taken.is_empty() {
+            s.usage.forget_unserved(|id| s.routes.get(id).is_some());
             return;
         }
         let Ok(mut conn) = s.redis.connection() else {
@@ -113,5 +137,37 @@ impl BackgroundService for UsageFlush {
                 _ = every.tick() => self.flush().await,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_of_many_clusters_are_all_drained_and_idle_unserved_ones_forgotten() {
+        let usage = Usage::default();
+        let clusters: Vec<ClusterId> = (0..5_000).map(|_| ClusterId::new()).collect();
+        for id in &clusters {
+            usage.record(*id, 10, 20);
+            usage.record(*id, 1, 2);
+        }
+        let drained = usage.drain();
+        assert_eq!(
+            drained.len(),
+            clusters.len(),
+            "no cluster's counts were dropped"
+        );
+        let total: u64 = drained.iter().map(|(_, c)| c[0]).sum();
+        assert_eq!(total, 10_000);
+        assert!(drained.iter().all(|(_, c)| *c == [2, 11, 22]));
+        let kept = clusters[0];
+        usage.forget_unserved(|id| *id == kept);
+        usage.by_cluster.run_pending_tasks();
+        assert_eq!(
+            usage.by_cluster.entry_count(),
+            1,
+            "only the served cluster stays"
+        );
     }
 }
