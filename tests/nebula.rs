@@ -321,3 +321,80 @@ async fn a_handler_that_panics_is_retried_and_wedges_nothing() {
     let other = p.create_cluster(&admin, &account, 1).await;
     p.wait_phase(&admin, &account, &other, "HEALTHY").await;
 }
+
+/// Nebula's control loop notices what no command told it: a hung node makes the cluster
+/// DEGRADED (still served), every node hung makes it NOT_READY (the gateway answers 503 with
+/// Retry-After without reaching a node), and recovery makes it HEALTHY again; the route
+/// follows each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_loop_tells_degraded_and_not_ready_and_sees_recovery() {
+    let mut p = Platform::start().await;
+    let (account, admin) = p.tenant(10).await;
+    p.start_nebula(&[("LYRA_NEBULA_RECONCILE_SECS", "1")]);
+    let id = p.create_cluster(&admin, &account, 3).await;
+    p.wait_phase(&admin, &account, &id, "HEALTHY").await;
+    let (rest, _) = p.start_gatekeeper().await;
+    let (s, k) = p
+        .call(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/accounts/{account}/clusters/{id}/api-keys"),
+            Some(json!({"name": "app", "access": "manage"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let key = k["key"].as_str().unwrap().to_owned();
+    let pids = p.node_processes(&id);
+    assert_eq!(pids.len(), 3);
+    let signal = |pid: u32, sig| {
+        // SAFETY: kill(2) on this test's own node process.
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    };
+
+    signal(pids[2], libc::SIGSTOP);
+    let c = p.wait_phase(&admin, &account, &id, "DEGRADED").await;
+    let reason = c["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("2 of 3 nodes are ready"), "{c}");
+    assert_eq!(route(&p, &id).unwrap().phase.as_str(), "DEGRADED");
+    signal(pids[2], libc::SIGCONT);
+    let c = p.wait_phase(&admin, &account, &id, "HEALTHY").await;
+    assert!(c["reason"].is_null() || c["reason"] == "", "{c}");
+
+    for pid in &pids {
+        signal(*pid, libc::SIGSTOP);
+    }
+    p.wait_phase(&admin, &account, &id, "NOT_READY").await;
+    assert_eq!(route(&p, &id).unwrap().phase.as_str(), "NOT_READY");
+    let ca = p.ca_pem();
+    let client = common::https::Https::new(
+        &ca,
+        format!("127.0.0.1:{rest}").parse().unwrap(),
+        &["http/1.1"],
+    );
+    let mut answer = None;
+    for _ in 0..100 {
+        let a = client
+            .send(
+                http::Request::get(format!(
+                    "https://{id}.dev.local.localhost:{rest}/collections"
+                ))
+                .header("api-key", &key)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        if a.status == 503 {
+            answer = Some(a);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = answer.expect("the gateway answers 503 for a cluster with no ready node");
+    assert!(answer.headers.contains_key("retry-after"));
+    for pid in &pids {
+        signal(*pid, libc::SIGCONT);
+    }
+    p.wait_phase(&admin, &account, &id, "HEALTHY").await;
+    assert_eq!(route(&p, &id).unwrap().phase.as_str(), "HEALTHY");
+}

@@ -25,8 +25,11 @@ pub enum Phase {
     Creating,
     /// Every node is ready and the route is published.
     Healthy,
-    /// Was healthy, and some node is not ready now.
+    /// Was healthy, and no node answers now: not served (503 with Retry-After).
     NotReady,
+    /// Serving, but short of its shape: a node is not ready, a peer is missing from the Raft
+    /// cluster, or a shard replica is not active. `reason` says which.
+    Degraded,
     /// A resize is in progress (its `reason` says how far); the cluster keeps serving.
     /// Stored as `SCALING` before it had this name, which still reads as this phase.
     #[serde(alias = "SCALING")]
@@ -42,11 +45,12 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::Pending,
         Phase::Creating,
         Phase::Healthy,
         Phase::NotReady,
+        Phase::Degraded,
         Phase::Resizing,
         Phase::FailedToCreate,
         Phase::FailedToUpdate,
@@ -60,6 +64,7 @@ impl Phase {
             Phase::Creating => "CREATING",
             Phase::Healthy => "HEALTHY",
             Phase::NotReady => "NOT_READY",
+            Phase::Degraded => "DEGRADED",
             Phase::Resizing => "RESIZING",
             Phase::FailedToCreate => "FAILED_TO_CREATE",
             Phase::FailedToUpdate => "FAILED_TO_UPDATE",
@@ -73,7 +78,7 @@ impl Phase {
     pub fn serves_traffic(self) -> bool {
         matches!(
             self,
-            Phase::Healthy | Phase::Resizing | Phase::FailedToUpdate
+            Phase::Healthy | Phase::Degraded | Phase::Resizing | Phase::FailedToUpdate
         )
     }
 }
@@ -282,7 +287,12 @@ mod tests {
             .collect();
         assert_eq!(
             serving,
-            vec![Phase::Healthy, Phase::Resizing, Phase::FailedToUpdate]
+            vec![
+                Phase::Healthy,
+                Phase::Degraded,
+                Phase::Resizing,
+                Phase::FailedToUpdate
+            ]
         );
     }
 }

@@ -68,9 +68,18 @@ pub struct NebulaConfig {
     /// Admin listener: `/metrics`, `/healthz`, `/readyz`.
     #[arg(long, env = "LYRA_NEBULA_ADMIN", default_value = "127.0.0.1:9091")]
     pub admin_listen: SocketAddr,
+
+    /// How often every served cluster is checked (nodes ready, Raft peers, shard replicas)
+    /// and its phase set to HEALTHY, DEGRADED or NOT_READY accordingly (seconds).
+    #[arg(long, env = "LYRA_NEBULA_RECONCILE_SECS", default_value_t = 10)]
+    pub reconcile_secs: u64,
 }
 
 impl NebulaConfig {
+    pub fn reconcile_every(&self) -> Duration {
+        Duration::from_secs(self.reconcile_secs.max(1))
+    }
+
     pub fn ready_timeout(&self) -> Duration {
         Duration::from_secs(self.ready_timeout_secs)
     }

@@ -21,6 +21,7 @@ mod drain;
 mod handlers;
 mod lease;
 mod metrics;
+mod reconcile;
 mod secrets;
 mod state;
 
@@ -202,6 +203,11 @@ pub async fn run_with(
         backoff_max: Duration::from_millis(config.backoff_max_ms),
         claim_idle: config.claim_idle(),
     };
+    tokio::spawn(reconcile::run(
+        worker.clone(),
+        config.reconcile_every(),
+        stopping.clone(),
+    ));
     tracing::info!(consumer = %consumer_name, "Nebula consuming commands");
     let consumer = Arc::new(consumer::Consumer::new(worker, client, settings, metrics));
     consumer.run(stopping).await;

@@ -318,6 +318,7 @@ fn serve(
         helm_bin: "helm".into(),
         helm_namespace: "lyra-qdrant".into(),
         admin_listen: args.nebula_admin,
+        reconcile_secs: 10,
     };
     let gatekeeper = gateway::GatekeeperConfig {
         platform,

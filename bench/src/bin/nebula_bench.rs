@@ -176,6 +176,7 @@ fn nebula_config(redis: &RedisServer, data: &std::path::Path, concurrency: usize
         admin_listen: format!("127.0.0.1:{}", testkit::free_port().expect("port"))
             .parse()
             .expect("addr"),
+        reconcile_secs: 10,
     }
 }
 

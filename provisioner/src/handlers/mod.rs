@@ -73,13 +73,13 @@ pub struct Worker {
 }
 
 /// Marks a cluster as in hand in this worker until dropped.
-struct InHand<'a> {
+pub(crate) struct InHand<'a> {
     worker: &'a Worker,
     cluster: contract::ids::ClusterId,
 }
 
 impl<'a> InHand<'a> {
-    fn take(worker: &'a Worker, cluster: contract::ids::ClusterId) -> Option<Self> {
+    pub(crate) fn take(worker: &'a Worker, cluster: contract::ids::ClusterId) -> Option<Self> {
         let inserted = worker.in_hand.lock().ok()?.insert(cluster);
         // The guard is gone before a refusal is built: `then_some` would build (and drop)
         // an `InHand` while the set is still locked, and its Drop would wait for that lock
@@ -102,7 +102,7 @@ impl Drop for InHand<'_> {
 
 impl Worker {
     /// The driver of the cluster's region.
-    async fn driver_for(
+    pub(crate) async fn driver_for(
         &self,
         cluster: &Cluster,
     ) -> Result<Arc<dyn InfrastructureClient>, HandlerError> {

@@ -16,7 +16,11 @@ pub async fn run(w: &Worker, cmd: &ProvisionDbCluster) -> Result<Outcome, Handle
         Phase::Creating | Phase::FailedToCreate => {}
         Phase::Deleting | Phase::Deleted => return Ok(Outcome::Skipped("the cluster is deleted")),
         Phase::Pending => return Ok(Outcome::Skipped("the cluster still waits for capacity")),
-        Phase::Healthy | Phase::NotReady | Phase::Resizing | Phase::FailedToUpdate => {
+        Phase::Healthy
+        | Phase::NotReady
+        | Phase::Degraded
+        | Phase::Resizing
+        | Phase::FailedToUpdate => {
             return Ok(Outcome::Skipped("the cluster is already provisioned"));
         }
     }
