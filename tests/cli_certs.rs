@@ -1,4 +1,5 @@
 //! `lyra certs` as an operator runs it, on a real Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::process::{Command, Output};
 

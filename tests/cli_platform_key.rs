@@ -1,4 +1,5 @@
 //! The `lyra` binary as a user runs it: `lyra platform-key new | id`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::process::{Command, Output};
 

@@ -1,4 +1,5 @@
 //! `lyra region set|get` with node limits, against the real `lyra orion` on a real Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Lyra as a newcomer drives it: `lyra dev` in a fresh directory, then the `lyra` CLI and
 //! Qdrant clients (REST and gRPC over TLS, trusting only the dev CA) against GateKeeper.
 //! The stand-in Qdrant (a test double) is `QDRANT_BIN`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

@@ -5,6 +5,7 @@
 //!
 //! The "release" served here is a two-line script that runs the project's stand-in (a test
 //! double), so its digest is given with `LYRA_QDRANT_SHA256`, as a mirror's would be.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! GateKeeper end to end: real binaries (Orion, Nebula, GateKeeper), real Redis, stand-in
 //! Qdrant nodes, real TLS with a client that trusts only the Lyra CA.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Nebula end to end: real `lyra orion` and `lyra nebula` processes, real Redis, stand-in
 //! Qdrant nodes as real processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! `lyra orion` as an operator runs it: the real binary on a real Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -5,6 +5,7 @@
 //! What only real Qdrant can show: nodes forming one Raft cluster over p2p, replicated shards
 //! that hold every point whichever node answers, and Qdrant itself enforcing the read-only
 //! secret and the gateway's JWT over REST and gRPC.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

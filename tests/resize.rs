@@ -2,6 +2,7 @@
 //! double that keeps Qdrant's shard placement and its shard operations), so the whole suite
 //! checks what Nebula asks of Qdrant. The same flows on real Qdrant, with points counted, are
 //! in tests/real_qdrant.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

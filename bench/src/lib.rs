@@ -8,6 +8,7 @@
 //! [`harness`] is the benchmark harness (`cargo run --release -p bench -- <scenario>`):
 //! GateKeeper next to nginx and HAProxy, the control plane, the route table at scale.
 //! Micro-benchmarks live beside the code they measure (`cargo bench -p gateway`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark tooling, not the product
 
 pub mod harness;
 pub mod standin;

@@ -1,6 +1,7 @@
 //! The benchmark harness keeps working: every scenario runs for a moment against real
 //! peers (nginx, HAProxy, GateKeeper, Orion, Nebula, the stand-in) and each answered
 //! correctly. How fast is not looked at: speed is measured by the harness, never in a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::process::Command;
 

@@ -1,4 +1,5 @@
 //! The CA and certificates in a real Redis: created once, keys sealed, issuance announced.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use certs::store;
 use contract::event::{self, ChangeEvent, Notification};

@@ -1,4 +1,5 @@
 //! Real TLS handshakes on loopback with clients that trust only the Lyra CA.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! API-key issue and verification cost: verification runs on every request through GateKeeper.
 //!
 //! Run: `cargo bench -p contract --bench keyscheme`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark tooling, not the product
 
 use std::hint::black_box;
 

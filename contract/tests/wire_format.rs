@@ -1,5 +1,6 @@
 //! Commands and events on the wire: round trips, a fixed example in the seed's shape, and
 //! typed errors (never panics) for anything unknown or malformed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use contract::cluster::Phase;
 use contract::command::{

@@ -1,5 +1,6 @@
 //! Orion's admin listener: `/metrics` is served there and only there, on `--admin-listen`;
 //! the probes answer on both listeners, since load balancers probe the API port.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

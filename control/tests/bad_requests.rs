@@ -1,5 +1,6 @@
 //! A table of bad requests: each gets the right 4xx as problem+json (naming the field where
 //! there is one) and leaves the store exactly as it was.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Capacity under concurrency: never oversubscribed, and waiting claims allocated in order.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Dead letters: an operator sees why a command was parked and puts it back on the stream.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

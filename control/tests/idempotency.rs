@@ -1,5 +1,6 @@
 //! `Idempotency-Key`: a retry replays the first answer; another request under the same key
 //! is refused; concurrent retries create one cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

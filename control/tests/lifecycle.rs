@@ -1,5 +1,6 @@
 //! The whole lifecycle through real HTTP on a real Redis: account, token, region, cluster
 //! create/get/list/resize/delete, API keys create/list/revoke, and the audit trail.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! small example, a stricter region refuses it by field and writes nothing, a bad policy is
 //! refused whole, regions stored before limits existed keep working, and the scripts refuse
 //! limits that changed after Orion checked a request against them.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Redis away: Orion answers 503 with Retry-After instead of hanging, and recovers by itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `x-request-id`: a client's own id is kept only when it is 1 to 128 characters of
 //! `A-Z a-z 0-9 . _ : -`; anything else is replaced by a fresh UUID, so the audit log and
 //! the logs never carry arbitrary client text.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

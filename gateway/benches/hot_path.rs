@@ -2,6 +2,7 @@
 //! 100k routes, key verification, scope check, rate limiters.
 //!
 //! Run: `cargo bench -p gateway --bench hot_path`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark tooling, not the product
 
 use std::hint::black_box;
 

@@ -2,6 +2,7 @@
 //! (Debian's kubernetes-client), every rendered object is a typed Kubernetes object with no
 //! field the model does not know, and Nebula's RBAC grants exactly what the kubernetes driver
 //! uses (`PERMISSIONS`, which the driver's own tests derive from the requests it sends).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The helm driver: the values and command lines it builds, its failure without helm, and a
 //! real run when helm and a cluster are there (ignored otherwise).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::path::Path;
 use std::time::Duration;

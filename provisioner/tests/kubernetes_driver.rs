@@ -1,5 +1,6 @@
 //! The kubernetes driver against a test double of the Kubernetes API server (and against a
 //! real cluster when `KUBECONFIG` is set: those tests are ignored otherwise).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The local driver against real processes of the stand-in Qdrant (a test double).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::collections::BTreeSet;
 use std::path::Path;

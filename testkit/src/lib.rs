@@ -7,6 +7,7 @@
 //! - [`standin`]: the stand-in Qdrant (a test double) as a real process.
 //! - [`procs`]: processes seen through /proc (alive, a cluster's nodes).
 //! - [`free_port`]: a loopback port nobody is listening on.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark tooling, not the product
 
 mod port;
 pub mod procs;

@@ -1,5 +1,6 @@
 //! The harness itself: a real redis-server that keeps acknowledged writes across a crash,
 //! refuses to pretend when the binary is missing, and never outlives the test process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark tooling, not the product
 
 use std::process::{Command, Stdio};
 use std::thread;

@@ -1,4 +1,5 @@
 //! `cargo run --release -p bench -- <scenario>`: the benchmark harness (see `bench::harness`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark tooling, not the product
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -7,6 +7,7 @@
 //! 1. commands per second with a no-op driver (the consumer, handlers and state alone);
 //! 2. commands per second with the local driver (real node processes);
 //! 3. the time from Orion's 202 to HEALTHY for 1-node and 3-node clusters.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark tooling, not the product
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

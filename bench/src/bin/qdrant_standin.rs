@@ -1,4 +1,5 @@
 //! `qdrant-standin`: a test double of the Qdrant server (see `bench::standin`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark tooling, not the product
 
 use std::process::ExitCode;
 
