@@ -117,14 +117,9 @@ async fn exchange(client: &HttpClient, request: Request<Full<Bytes>>) -> Option<
         .flatten()
 }
 
-/// Tells every other peer that `gone` left the cluster.
-pub async fn forget(node: &Node, gone: u64) {
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let Ok(body) = serde_json::to_vec(&Forget { peer_id: gone }) else {
-        return;
-    };
-    let others: Vec<String> = node
-        .peers
+/// The p2p URIs of every peer but this node.
+fn other_peers(node: &Node) -> Vec<String> {
+    node.peers
         .lock()
         .map(|p| {
             p.iter()
@@ -132,7 +127,16 @@ pub async fn forget(node: &Node, gone: u64) {
                 .map(|(_, uri)| uri.clone())
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Tells every other peer that `gone` left the cluster.
+pub async fn forget(node: &Node, gone: u64) {
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let Ok(body) = serde_json::to_vec(&Forget { peer_id: gone }) else {
+        return;
+    };
+    let others = other_peers(node);
     for uri in others {
         if let Ok(request) = Request::post(format!("{}/forget", uri.trim_end_matches('/')))
             .body(Full::new(Bytes::from(body.clone())))
@@ -177,16 +181,7 @@ pub async fn replicate(node: &Node) {
     let Ok(body) = serde_json::to_vec(&replica) else {
         return;
     };
-    let others: Vec<String> = node
-        .peers
-        .lock()
-        .map(|p| {
-            p.iter()
-                .filter(|(id, _)| **id != node.peer_id)
-                .map(|(_, uri)| uri.clone())
-                .collect()
-        })
-        .unwrap_or_default();
+    let others = other_peers(node);
     for uri in others {
         if let Ok(request) = Request::post(format!("{}/replicate", uri.trim_end_matches('/')))
             .body(Full::new(Bytes::from(body.clone())))

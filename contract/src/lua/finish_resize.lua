@@ -20,10 +20,5 @@ end
 set_reservation(k_region(c[4], c[5]), KEYS[1], demand_of(c[3]))
 set_phase(KEYS[1], 'HEALTHY', '')
 redis.call('HSET', KEYS[1], 'nodes', ARGV[9])
-local existing = redis.call('HGET', KEYS[2], ARGV[4])
-local newer = existing and (cjson.decode(existing).version or 0) >= tonumber(ARGV[6])
-if not newer then
-  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
-  redis.call('PUBLISH', ARGV[8], ARGV[7])
-end
+put_route(KEYS[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 return { 'DONE', tostring(allocate_waiting(c[4], c[5])) }

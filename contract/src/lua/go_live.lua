@@ -20,10 +20,5 @@ if not expected or (ARGV[4] ~= '' and c[2] ~= ARGV[4]) then
 end
 set_phase(KEYS[1], ARGV[5], ARGV[6])
 for i = 12, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-local existing = redis.call('HGET', KEYS[2], ARGV[7])
-local newer = existing and (cjson.decode(existing).version or 0) >= tonumber(ARGV[9])
-if not newer then
-  redis.call('HSET', KEYS[2], ARGV[7], ARGV[8])
-  redis.call('PUBLISH', ARGV[11], ARGV[10])
-end
+put_route(KEYS[2], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
 return { 'SET' }

@@ -96,3 +96,15 @@ local function allocate_waiting(provider, region)
   end
   return allocated
 end
+
+-- Stores a cluster's route and announces it on the events channel, unless a route of the same
+-- or a newer version is stored already. Returns whether it stored.
+local function put_route(routes_key, cluster_id, json, version, event, channel)
+  local existing = redis.call('HGET', routes_key, cluster_id)
+  if existing and (cjson.decode(existing).version or 0) >= tonumber(version) then
+    return false
+  end
+  redis.call('HSET', routes_key, cluster_id, json)
+  redis.call('PUBLISH', channel, event)
+  return true
+end
