@@ -564,9 +564,15 @@ async fn a_newcomer_drives_a_three_node_cluster_from_the_cli() {
         3,
         "provisioned twice"
     );
-    let got: Value =
-        serde_json::from_str(&dev.ok(&["cluster", "get", "demo", "--json"], &me).await).unwrap();
-    assert_eq!(got["phase"], "HEALTHY");
+    // Nebula's control loop may see the nodes come back before they all answer: the phase
+    // ends HEALTHY.
+    until("the cluster is HEALTHY after the restart", || async {
+        let got: Value =
+            serde_json::from_str(&dev.ok(&["cluster", "get", "demo", "--json"], &me).await)
+                .unwrap();
+        got["phase"] == "HEALTHY"
+    })
+    .await;
 
     // Revoke: refused from then on, on both ports.
     let key_id = keys

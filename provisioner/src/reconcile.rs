@@ -7,7 +7,9 @@
 //! Retry-After); some node not ready, a peer missing, or a replica not active is DEGRADED
 //! (still served) with a reason that says which; all of it well is HEALTHY again. The phase
 //! and the route change together ([`state::go_live`]), only from a phase this loop owns and at
-//! the cluster's generation, so it never overrides a command in flight. Repair is the
+//! the cluster's generation, so it never overrides a command in flight. A cluster is marked
+//! worse only when two passes in a row found it so (a node restarting with the worker, or
+//! one slow answer, is not an outage), and better at once. Repair is the
 //! drivers' own: the local driver's supervisor restarts dead nodes, the kubelet restarts pods;
 //! this loop reports until they are back.
 
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::cluster::Phase;
+use contract::ids::ClusterId;
 use contract::keyspace;
 use contract::qdrant::QdrantApi;
 use contract::route::RouteRecord;
@@ -41,23 +44,26 @@ pub struct Verdict {
 
 /// Runs the loop every `every` until `stopping`.
 pub async fn run(worker: Arc<Worker>, every: Duration, mut stopping: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
+    // The first pass comes a period after start: nodes adopted at start get time to be ready.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = HashMap::new();
     loop {
         tokio::select! {
             _ = stopping.changed() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = once(&worker).await {
+        if let Err(e) = once(&worker, &mut seen).await {
             tracing::warn!(error = %e, "reconcile pass failed; next one in {every:?}");
         }
     }
 }
 
-/// One pass over every served cluster.
-async fn once(worker: &Worker) -> Result<(), HandlerError> {
+/// One pass over every served cluster. `seen` holds what the previous pass found of each.
+async fn once(worker: &Worker, seen: &mut HashMap<ClusterId, Phase>) -> Result<(), HandlerError> {
     let mut conn = worker.conn.clone();
     let routes: HashMap<String, String> = conn.hgetall(keyspace::routes()).await?;
+    seen.retain(|id, _| routes.contains_key(&id.to_string()));
     for json in routes.values() {
         let Ok(route) = serde_json::from_str::<RouteRecord>(json) else {
             continue;
@@ -65,14 +71,18 @@ async fn once(worker: &Worker) -> Result<(), HandlerError> {
         if !OWNED.contains(&route.phase) {
             continue;
         }
-        if let Err(e) = cluster(worker, &route).await {
+        if let Err(e) = cluster(worker, &route, seen).await {
             tracing::warn!(cluster = %route.cluster_id, error = %e, "cannot reconcile the cluster");
         }
     }
     Ok(())
 }
 
-async fn cluster(worker: &Worker, route: &RouteRecord) -> Result<(), HandlerError> {
+async fn cluster(
+    worker: &Worker,
+    route: &RouteRecord,
+    seen: &mut HashMap<ClusterId, Phase>,
+) -> Result<(), HandlerError> {
     let id = route.cluster_id;
     // Not while this worker's own handler acts on it, nor while another worker holds it.
     let Some(_in_hand) = InHand::take(worker, id) else {
@@ -82,14 +92,18 @@ async fn cluster(worker: &Worker, route: &RouteRecord) -> Result<(), HandlerErro
     let Some(lease) = Lease::acquire(&mut conn, id, &worker.holder, worker.lease_ttl).await? else {
         return Ok(());
     };
-    let result = judge_and_record(worker, route).await;
+    let result = judge_and_record(worker, route, seen).await;
     if let Err(e) = lease.release(&mut conn).await {
         tracing::warn!(cluster = %id, error = %e, "cannot release the cluster lease; it will expire");
     }
     result
 }
 
-async fn judge_and_record(worker: &Worker, route: &RouteRecord) -> Result<(), HandlerError> {
+async fn judge_and_record(
+    worker: &Worker,
+    route: &RouteRecord,
+    seen: &mut HashMap<ClusterId, Phase>,
+) -> Result<(), HandlerError> {
     let mut conn = worker.conn.clone();
     let id = route.cluster_id;
     let Some(record) = state::load_cluster(&mut conn, id).await? else {
@@ -110,8 +124,14 @@ async fn judge_and_record(worker: &Worker, route: &RouteRecord) -> Result<(), Ha
         c.configuration.num_nodes,
         qdrant_findings(&api, route).await,
     );
+    let before = seen.insert(id, verdict.phase);
     let reason_now = c.reason.clone().unwrap_or_default();
     if verdict.phase == c.phase && verdict.reason == reason_now {
+        return Ok(());
+    }
+    let worse = rank(verdict.phase) > rank(c.phase);
+    if worse && before != Some(verdict.phase) {
+        // Once is not yet an outage: the next pass decides.
         return Ok(());
     }
     tracing::info!(cluster = %id, from = %c.phase, to = %verdict.phase, reason = %verdict.reason, "the cluster's state changed");
@@ -130,6 +150,15 @@ async fn judge_and_record(worker: &Worker, route: &RouteRecord) -> Result<(), Ha
     )
     .await?;
     Ok(())
+}
+
+/// How far from well a phase this loop owns is.
+fn rank(phase: Phase) -> u8 {
+    match phase {
+        Phase::Degraded => 1,
+        Phase::NotReady => 2,
+        _ => 0,
+    }
 }
 
 /// What Qdrant says of itself, asked of the first node that answers: how many peers are in

@@ -382,6 +382,10 @@ fn serve(
     if let Err(e) = fs::write(&url_file, format!("{api}\n")) {
         tracing::warn!(error = %e, file = %url_file.display(), "cannot record Orion's URL");
     }
+    let signals = {
+        let _in_runtime = runtime.enter();
+        StopSignals::install()
+    };
     if let Err(e) = &ready {
         tracing::error!(error = %e, "the platform did not come up");
     } else {
@@ -423,7 +427,7 @@ fn serve(
             println!("Note: {advice}");
         }
         let _ = std::io::stdout().flush();
-        runtime.block_on(wait_for_signal());
+        runtime.block_on(signals.wait());
     }
     let _ = stop_tx.send(true);
     if orion_done.is_none() {
@@ -467,18 +471,46 @@ async fn register_region(api: &str, operator: &str, args: &DevArgs) -> Result<()
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// Ctrl-C and SIGTERM, listened for from the moment this is made: made before the banner, so
+/// a signal sent as soon as the banner shows stops dev cleanly instead of killing it.
+struct StopSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Must run inside the runtime.
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
         }
     }
-    println!("stopping…");
+
+    async fn wait(mut self) {
+        let interrupt = async {
+            match self.interrupt.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        let terminate = async {
+            match self.terminate.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
+        }
+        println!("stopping…");
+    }
 }
