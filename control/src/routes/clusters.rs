@@ -46,6 +46,37 @@ fn limits_kept_changing(c: &Cluster) -> Problem {
     ))
 }
 
+/// Runs a script that writes `configuration` for `cluster` under its region's node limits:
+/// the limits are checked here, and the script (made by `script` from the limits' stored text)
+/// writes only if they are still that text, answering LIMITS_CHANGED otherwise; then it is
+/// tried again, a few times, before a 409. `None` when the region does not exist.
+async fn under_limits(
+    state: &AppState,
+    cluster: &Cluster,
+    configuration: &ClusterConfiguration,
+    script: impl Fn(String) -> redis::ScriptInvocation<'static>,
+) -> ApiResult<Option<Vec<String>>> {
+    for _ in 0..LIMITS_ATTEMPTS {
+        let Some(StoredLimits { limits, raw }) =
+            regions::node_limits(state, &cluster.cloud_provider, &cluster.cloud_region).await?
+        else {
+            return Ok(None);
+        };
+        limits
+            .check(configuration, &cluster.region_id(), "configuration")
+            .map_err(Problem::validation)?;
+        let invocation = script(raw);
+        let reply: Vec<String> = state
+            .store
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        if reply_status(&reply) != "LIMITS_CHANGED" {
+            return Ok(Some(reply));
+        }
+    }
+    Err(limits_kept_changing(cluster))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ClusterPath {
     pub account_id: AccountId,
@@ -178,20 +209,7 @@ pub async fn create_cluster(
     let command_json = command.to_json().map_err(StoreError::from)?;
     let fields = ClusterRecord::cluster_fields(&cluster).map_err(StoreError::from)?;
 
-    let mut answer = None;
-    for _ in 0..LIMITS_ATTEMPTS {
-        let Some(StoredLimits { limits, raw }) =
-            regions::node_limits(&state, &cluster.cloud_provider, &cluster.cloud_region).await?
-        else {
-            return Err(unknown_region(&state, &spec).await?);
-        };
-        limits
-            .check(
-                &cluster.configuration,
-                &cluster.region_id(),
-                "configuration",
-            )
-            .map_err(Problem::validation)?;
+    let reply = under_limits(&state, &cluster, &cluster.configuration, |raw| {
         let mut invocation = lua::CREATE_CLUSTER.prepare_invoke();
         invocation
             .key(keyspace::region(
@@ -215,16 +233,12 @@ pub async fn create_cluster(
         for (field, value) in &fields {
             invocation.arg(field).arg(value);
         }
-        let reply: Vec<String> = state
-            .store
-            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
-            .await?;
-        if reply_status(&reply) != "LIMITS_CHANGED" {
-            answer = Some(reply);
-            break;
-        }
-    }
-    let reply = answer.ok_or_else(|| limits_kept_changing(&cluster))?;
+        invocation
+    })
+    .await?;
+    let Some(reply) = reply else {
+        return Err(unknown_region(&state, &spec).await?);
+    };
     match reply_status(&reply) {
         "NO_REGION" => return Err(unknown_region(&state, &spec).await?),
         "CREATING" => {
@@ -409,20 +423,9 @@ pub async fn resize_cluster(
     );
     let command_json = command.to_json().map_err(StoreError::from)?;
     let configuration = serde_json::to_string(&body.configuration).map_err(StoreError::from)?;
-    let mut answer = None;
-    for _ in 0..LIMITS_ATTEMPTS {
-        let Some(StoredLimits { limits, raw }) =
-            regions::node_limits(&state, &current.cloud_provider, &current.cloud_region).await?
-        else {
-            // Regions are never removed, so a cluster's region is always there.
-            tracing::error!(cluster = %current.id, region = %current.region_id(), "a cluster's region is missing");
-            return Err(Problem::internal());
-        };
-        // The whole new shape must fit today's limits, also the dimensions that do not change:
-        // tightened limits are how an operator moves clusters off shapes it no longer runs.
-        limits
-            .check(&body.configuration, &current.region_id(), "configuration")
-            .map_err(Problem::validation)?;
+    // The whole new shape must fit today's limits, also the dimensions that do not change:
+    // tightened limits are how an operator moves clusters off shapes it no longer runs.
+    let reply = under_limits(&state, &current, &body.configuration, |raw| {
         let mut invocation = lua::RESIZE_CLUSTER.prepare_invoke();
         invocation
             .key(keyspace::region(
@@ -437,16 +440,14 @@ pub async fn resize_cluster(
             .arg(&configuration)
             .arg(&command_json)
             .arg(raw);
-        let reply: Vec<String> = state
-            .store
-            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
-            .await?;
-        if reply_status(&reply) != "LIMITS_CHANGED" {
-            answer = Some(reply);
-            break;
-        }
-    }
-    let reply = answer.ok_or_else(|| limits_kept_changing(&current))?;
+        invocation
+    })
+    .await?;
+    let Some(reply) = reply else {
+        // Regions are never removed, so a cluster's region is always there.
+        tracing::error!(cluster = %current.id, region = %current.region_id(), "a cluster's region is missing");
+        return Err(Problem::internal());
+    };
     let detail = reply.get(1).cloned().unwrap_or_default();
     match reply_status(&reply) {
         "RESIZING" => {
