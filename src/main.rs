@@ -51,7 +51,7 @@ enum Commands {
     Nebula(provisioner::NebulaConfig),
     /// Run GateKeeper, the gateway every client request crosses (TLS, keys, limits, proxying).
     ///
-    /// Example: `LYRA_MASTER_KEY=... lyra gatekeeper --rest-listen 0.0.0.0:6333`
+    /// Example: `LYRA_GATEWAY_KEY=$(lyra platform-key gateway) lyra gatekeeper --rest-listen 0.0.0.0:6333`
     Gatekeeper(gateway::GatekeeperConfig),
     /// The platform CA and the regions' wildcard certificates.
     Certs(certs::cli::CertsArgs),
@@ -110,6 +110,15 @@ enum PlatformKeyCommand {
         #[arg(long, env = "LYRA_MASTER_KEY", hide_env_values = true)]
         master_key: String,
     },
+    /// Print the gateway key for LYRA_GATEWAY_KEY: the serving key derived from the platform
+    /// key, which opens what GateKeeper serves with and not the CA's key.
+    ///
+    /// Example: `LYRA_GATEWAY_KEY=$(LYRA_MASTER_KEY=... lyra platform-key gateway) lyra gatekeeper`
+    Gateway {
+        /// The platform key, base64. Prefer the environment: flags show up in `ps`.
+        #[arg(long, env = "LYRA_MASTER_KEY", hide_env_values = true)]
+        master_key: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -152,6 +161,15 @@ fn main() -> ExitCode {
             PlatformKey::from_base64(&master_key)
                 .map(|key| key.id().to_owned())
                 .map_err(|e| format!("LYRA_MASTER_KEY: {e}"))
+        }
+        Commands::PlatformKey(PlatformKeyCommand::Gateway { master_key }) => {
+            contract::seal::Keyring::from_config(&master_key, &[])
+                .map_err(|e| e.to_string())
+                .and_then(|ring| {
+                    ring.gateway_key()
+                        .map(|k| k.to_string())
+                        .ok_or_else(|| "no gateway key in this keyring".to_owned())
+                })
         }
         Commands::Account(g) => client_command(client::account::run(&g.conn, g.command)),
         Commands::Token(g) => client_command(client::token::run(&g.conn, g.command)),

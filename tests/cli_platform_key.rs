@@ -1,4 +1,4 @@
-//! The `lyra` binary as a user runs it: `lyra platform-key new | id`.
+//! The `lyra` binary as a user runs it: `lyra platform-key new | id | gateway`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::process::{Command, Output};
@@ -53,4 +53,23 @@ fn a_missing_key_and_an_unknown_command_fail_with_usage() {
 
     let out = lyra(&["launch-rockets"], None);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_gateway_key_is_derived_from_the_platform_key_and_is_not_it() {
+    let platform = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let out = lyra(&["platform-key", "gateway"], Some(platform));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // HKDF-SHA256(salt "lyra/seal/purpose", info "serving"), computed independently.
+    assert_eq!(stdout(&out), "a9RM5wrKTQUeYkfDTJ5u2qM0tgSaTR9Xwcm/ucy/ZZw=");
+    let again = lyra(&["platform-key", "gateway"], Some(platform));
+    assert_eq!(stdout(&again), stdout(&out));
+
+    let bad = lyra(&["platform-key", "gateway"], Some("c2hvcnQ="));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("LYRA_MASTER_KEY"));
 }

@@ -974,3 +974,134 @@ async fn a_new_regions_certificate_is_served_by_a_running_gateway() {
         "the handshake now succeeds (and the unknown cluster is a 404)"
     );
 }
+
+/// What `Https::send` gives for a request to the cluster: its status, or `None` when the TLS
+/// handshake or the exchange failed.
+async fn status_of(ca_pem: &str, rest: u16, id: &str, key: &str) -> Option<u16> {
+    let url = format!("https://{id}.dev.local.localhost:{rest}/collections");
+    tls_client(ca_pem, rest)
+        .send(
+            http::Request::get(&url)
+                .header("api-key", key)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .ok()
+        .map(|a| a.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatekeeper_holds_only_the_gateway_key_and_old_sealed_values_are_resealed_for_it() {
+    let mut p = Platform::start().await;
+    // The harness gives GateKeeper only LYRA_GATEWAY_KEY: it serves TLS and opens the route.
+    let (_, id, key, rest, _) = one_node_behind_a_gateway(&mut p, &[]).await;
+    let ca = p.ca_pem();
+    assert_eq!(status_of(&ca, rest, &id, &key).await, Some(200));
+
+    // What GateKeeper is configured with cannot open the CA's private key in this Redis.
+    let gateway =
+        contract::seal::Keyring::serving_from_config(&common::gateway_key(), &[]).unwrap();
+    let full = contract::seal::Keyring::from_config(common::MASTER_KEY, &[]).unwrap();
+    let client = p.redis.client().unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let refused = certs::store::load_ca(&mut conn, &gateway).await.err();
+    assert!(
+        refused
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("holds no authority key")),
+        "{refused:?}"
+    );
+    assert!(
+        certs::store::load_ca(&mut conn, &full)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Given the platform key, it refuses to start, and says what to give it instead.
+    let out = common::lyra()
+        .arg("gatekeeper")
+        .env("LYRA_REDIS_URL", p.redis.url())
+        .env("LYRA_MASTER_KEY", common::MASTER_KEY)
+        .env("LYRA_GATEWAY_KEY", common::gateway_key())
+        .env(
+            "LYRA_GATEKEEPER_REST",
+            format!("127.0.0.1:{}", testkit::free_port().unwrap()),
+        )
+        .env(
+            "LYRA_GATEKEEPER_GRPC",
+            format!("127.0.0.1:{}", testkit::free_port().unwrap()),
+        )
+        .env(
+            "LYRA_GATEKEEPER_ADMIN",
+            format!("127.0.0.1:{}", testkit::free_port().unwrap()),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("LYRA_GATEWAY_KEY"), "{stderr}");
+    assert!(!stderr.contains(common::MASTER_KEY), "{stderr}");
+
+    // Everything sealed the way releases before purposes did (under the platform key itself):
+    // a GateKeeper with only the gateway key can serve none of it...
+    p.stop_gatekeeper();
+    let platform_key = contract::seal::PlatformKey::from_base64(common::MASTER_KEY).unwrap();
+    let old_ways = contract::seal::Keyring::before_purposes(platform_key);
+    let downgraded = control::reseal::run(&mut conn, &old_ways).await.unwrap();
+    assert!(
+        downgraded.resealed >= 6,
+        "CA, region, secrets and route: {downgraded:?}"
+    );
+    let (rest, _) = p.start_gatekeeper().await;
+    assert_eq!(
+        status_of(&ca, rest, &id, &key).await,
+        None,
+        "no certificate it can open"
+    );
+    p.stop_gatekeeper();
+
+    // ...until Orion starts: it reseals every value for its purpose, once.
+    let cluster: contract::ids::ClusterId = id.parse().unwrap();
+    let stored = |conn: &mut redis::Connection| -> Vec<String> {
+        let get = |c: &mut redis::Connection, k: String| -> String {
+            redis::cmd("GET").arg(k).query(c).unwrap()
+        };
+        vec![
+            get(conn, contract::keyspace::ca()),
+            get(conn, contract::keyspace::certificate("local", "dev")),
+            get(conn, contract::keyspace::cluster_secrets(cluster)),
+            redis::cmd("HGET")
+                .arg(contract::keyspace::routes())
+                .arg(&id)
+                .query(conn)
+                .unwrap(),
+        ]
+    };
+    let legacy_kid = "\"kid\":\"11d3111c37a361c4\"";
+    let mut sync = p.redis();
+    for v in stored(&mut sync) {
+        assert!(v.contains(legacy_kid), "{v}");
+    }
+    p.restart_orion().await;
+    p.wait_until(
+        || {
+            let values = stored(&mut p.redis());
+            async move {
+                values
+                    .iter()
+                    .all(|v| !v.contains(legacy_kid) && v.contains("\"kid\""))
+            }
+        },
+        "Orion resealed every stored value",
+    )
+    .await;
+    let (rest, _) = p.start_gatekeeper().await;
+    assert_eq!(
+        status_of(&ca, rest, &id, &key).await,
+        Some(200),
+        "the same key works again"
+    );
+    assert!(certs::store::load_ca(&mut conn, &gateway).await.is_err());
+}

@@ -39,6 +39,7 @@ QDRANT_BIN="$PWD/$standin" LYRA_DATA_DIR="$work/data" LYRA_NEBULA_ADMIN="127.0.0
 # Limits raised out of the way: this measures the path, not the limiter's refusals.
 LYRA_KEY_RPS=1000000000 LYRA_KEY_BURST=1000000000 LYRA_CLUSTER_RPS=1000000000 \
   LYRA_CLUSTER_BURST=1000000000 LYRA_MAX_IN_FLIGHT=1000000 \
+  env -u LYRA_MASTER_KEY LYRA_GATEWAY_KEY="$("$lyra" platform-key gateway)" \
   "$lyra" gatekeeper --plain-listen "127.0.0.1:$plain" --rest-listen "127.0.0.1:$(port)" \
   --grpc-listen "127.0.0.1:$(port)" --admin-listen "127.0.0.1:$(port)" & pids+=($!)
 api="http://127.0.0.1:$orion_port"

@@ -16,6 +16,8 @@ use crate::CertError;
 use crate::ca::PlatformCa;
 use crate::region_cert::RegionCert;
 
+/// Under `contract::seal::AUTHORITY_CONTEXT_PREFIX`: sealed for the issuers only, never
+/// with the key GateKeeper holds.
 const CA_KEY_CONTEXT: &str = "lyra/ca/key";
 
 fn cert_key_context(provider: &str, region: &str) -> String {
@@ -209,4 +211,84 @@ pub async fn load_all<C: ConnectionLike + Send + Sync>(
         certs.extend(load_region(conn, keyring, provider, region).await?);
     }
     Ok(certs)
+}
+
+/// How many sealed values a reseal pass looked at and how many it sealed again.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ResealCount {
+    pub checked: usize,
+    pub resealed: usize,
+}
+
+impl std::ops::AddAssign for ResealCount {
+    fn add_assign(&mut self, other: Self) {
+        self.checked += other.checked;
+        self.resealed += other.resealed;
+    }
+}
+
+static REPLACE_IF_UNCHANGED: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(contract::scripts::REPLACE_IF_UNCHANGED));
+
+/// Writes `new` at `key` (or its hash `field`) only if it still holds `read`; whether it did.
+pub async fn replace_if_unchanged<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    key: &str,
+    field: Option<&str>,
+    read: &str,
+    new: &str,
+) -> Result<bool, redis::RedisError> {
+    let replaced: i64 = REPLACE_IF_UNCHANGED
+        .key(key)
+        .arg(keyspace::PREFIX)
+        .arg(Timestamp::now().as_second())
+        .arg(field.unwrap_or(""))
+        .arg(read)
+        .arg(new)
+        .invoke_async(conn)
+        .await?;
+    Ok(replaced == 1)
+}
+
+/// Seals the CA's key and every region's certificate key again where the stored value names
+/// another key than its purpose's current one (an earlier platform key, or the platform key
+/// itself from before purposes existed). A value changed meanwhile is left to the next pass.
+pub async fn reseal<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keyring: &Keyring,
+) -> Result<ResealCount, CertError> {
+    let mut count = ResealCount::default();
+    let ca_key = keyspace::ca();
+    let stored: Option<String> = conn.get(&ca_key).await?;
+    if let Some(json) = stored {
+        let mut ca: StoredCa = serde_json::from_str(&json)?;
+        count.checked += 1;
+        if keyring.needs_reseal(&ca.key, CA_KEY_CONTEXT) {
+            ca.key = keyring.reseal(&ca.key, CA_KEY_CONTEXT)?;
+            let new = serde_json::to_string(&ca)?;
+            if replace_if_unchanged(conn, &ca_key, None, &json, &new).await? {
+                count.resealed += 1;
+            }
+        }
+    }
+    let regions: Vec<String> = conn.smembers(keyspace::regions()).await?;
+    for r in regions {
+        let Some((provider, region)) = r.split_once(':') else {
+            continue;
+        };
+        let key = keyspace::certificate(provider, region);
+        let stored: Option<String> = conn.get(&key).await?;
+        let Some(json) = stored else { continue };
+        let mut cert: StoredCert = serde_json::from_str(&json)?;
+        count.checked += 1;
+        let context = cert_key_context(&cert.provider, &cert.region);
+        if keyring.needs_reseal(&cert.key, &context) {
+            cert.key = keyring.reseal(&cert.key, &context)?;
+            let new = serde_json::to_string(&cert)?;
+            if replace_if_unchanged(conn, &key, None, &json, &new).await? {
+                count.resealed += 1;
+            }
+        }
+    }
+    Ok(count)
 }

@@ -44,6 +44,41 @@ async fn the_ca_is_created_once_and_kept_sealed() {
 }
 
 #[tokio::test]
+async fn the_gateway_key_opens_region_certificates_but_never_the_ca_key() {
+    let redis = RedisServer::start().unwrap();
+    let mut conn = redis
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg(keyspace::regions())
+        .arg("local:dev")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let ring = keyring();
+    let ca = store::load_or_create_ca(&mut conn, &ring).await.unwrap();
+    let tld = Tld::new("localhost").unwrap();
+    store::ensure_region(&mut conn, &ring, &ca, "local", "dev", &tld)
+        .await
+        .unwrap();
+
+    // Exactly what GateKeeper's configuration builds from LYRA_GATEWAY_KEY.
+    let gateway_key = ring.gateway_key().unwrap();
+    let gateway = Keyring::serving_from_config(&gateway_key, &[]).unwrap();
+    let certs = store::load_all(&mut conn, &gateway).await.unwrap();
+    assert_eq!(certs.len(), 1);
+    assert!(certs[0].key_pem.contains("PRIVATE KEY"));
+    let refused = store::load_ca(&mut conn, &gateway).await.err().unwrap();
+    assert!(
+        refused.to_string().contains("holds no authority key"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
 async fn a_region_certificate_is_issued_once_announced_and_reloaded() {
     let redis = RedisServer::start().unwrap();
     let client = redis.client().unwrap();

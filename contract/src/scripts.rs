@@ -34,3 +34,5 @@ pub const FINISH_RESIZE: &str = script!("lua/finish_resize.lua");
 pub const FINISH_DEPROVISION: &str = script!("lua/finish_deprovision.lua");
 /// Park a command that failed every attempt (Nebula).
 pub const DEAD_LETTER: &str = script!("lua/dead_letter.lua");
+/// Replace a stored value only if it is unchanged since it was read (Orion's reseal pass).
+pub const REPLACE_IF_UNCHANGED: &str = script!("lua/replace_if_unchanged.lua");

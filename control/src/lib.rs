@@ -15,6 +15,7 @@
 //! | `audit` | the per-account audit log |
 //! | `metrics` | Prometheus, on the admin listener |
 //! | `renewal` | renewing regional certificates before they expire |
+//! | [`reseal`] | resealing stored secrets under the current keys, at start |
 //! | `routes` | one file per resource, with its OpenAPI annotations |
 
 pub mod config;
@@ -48,6 +49,7 @@ mod metrics;
 mod problem;
 mod renewal;
 mod request_id;
+pub mod reseal;
 mod routes;
 mod store;
 
@@ -229,12 +231,14 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OrionError> {
+    let resealing = tokio::spawn(reseal::at_start(state.clone()));
     let renewing = tokio::spawn(renewal::run(state.clone(), state.cert_renew_every));
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(OrionError::Serve);
     renewing.abort();
+    resealing.abort();
     served
 }
 

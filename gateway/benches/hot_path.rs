@@ -28,7 +28,7 @@ struct Wrapper {
 fn config() -> GatekeeperConfig {
     Wrapper::parse_from([
         "bench",
-        "--master-key",
+        "--gateway-key",
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
     ])
     .config

@@ -7,8 +7,9 @@ use clap::Args;
 
 #[derive(Debug, Clone, Args)]
 pub struct GatekeeperConfig {
+    /// Redis and the gateway key: GateKeeper never holds the platform key.
     #[command(flatten)]
-    pub platform: contract::platform::PlatformArgs,
+    pub platform: contract::platform::ServingArgs,
 
     /// Domain under which cluster endpoints live.
     #[arg(long, env = "LYRA_TLD", default_value = "localhost")]
@@ -109,6 +110,9 @@ impl GatekeeperConfig {
 
     /// Why this configuration must not start, if it must not.
     pub fn refusal(&self) -> Option<String> {
+        if let Some(why) = self.platform.refusal() {
+            return Some(why);
+        }
         let listeners = [
             Some(self.rest_listen),
             Some(self.grpc_listen),
@@ -148,7 +152,7 @@ mod tests {
     fn parse(args: &[&str]) -> GatekeeperConfig {
         let mut argv = vec![
             "gatekeeper",
-            "--master-key",
+            "--gateway-key",
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         ];
         argv.extend_from_slice(args);
@@ -171,5 +175,20 @@ mod tests {
                 .refusal()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_platform_key_is_refused_and_never_kept() {
+        let given = parse(&[
+            "--master-key",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ]);
+        let why = given.refusal().unwrap_or_default();
+        assert!(
+            why.contains("LYRA_MASTER_KEY") && why.contains("LYRA_GATEWAY_KEY"),
+            "{why}"
+        );
+        let shown = format!("{given:?}");
+        assert!(!shown.contains("AAECAw"), "{shown}");
     }
 }

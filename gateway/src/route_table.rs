@@ -297,7 +297,7 @@ mod tests {
         fn new() -> Self {
             let config = Wrapper::parse_from([
                 "test",
-                "--master-key",
+                "--gateway-key",
                 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
             ])
             .config;

@@ -397,23 +397,36 @@ fn the_platform_is_wired_as_the_brief_says() {
             }
         }
     }
-    // The platform key comes from a Secret, never from the manifests.
-    for d in ["lyra-orion", "lyra-nebula", "lyra-gatekeeper"] {
+    // The platform key comes from a Secret, never from the manifests, and only to the
+    // services that need it: GateKeeper gets the gateway key, from a Secret of its own.
+    let secret_env = |d: &str, var: &str| {
         let env = pod(&o, d).containers[0].env.clone().unwrap_or_default();
-        let key = env
-            .iter()
-            .find(|e| e.name == "LYRA_MASTER_KEY")
-            .expect("LYRA_MASTER_KEY");
-        assert!(
-            key.value.is_none(),
-            "{d}: the platform key is written in the manifest"
-        );
-        assert_eq!(
-            key.value_from
+        env.iter().find(|e| e.name == var).map(|e| {
+            assert!(e.value.is_none(), "{d}: {var} is written in the manifest");
+            e.value_from
                 .as_ref()
                 .and_then(|v| v.secret_key_ref.as_ref())
-                .map(|s| s.name.as_str()),
-            Some("lyra-platform")
+                .map(|s| s.name.clone())
+        })
+    };
+    for d in ["lyra-orion", "lyra-nebula"] {
+        assert_eq!(
+            secret_env(d, "LYRA_MASTER_KEY"),
+            Some(Some("lyra-platform".into())),
+            "{d}"
         );
     }
+    assert_eq!(secret_env("lyra-gatekeeper", "LYRA_MASTER_KEY"), None);
+    assert_eq!(
+        secret_env("lyra-gatekeeper", "LYRA_GATEWAY_KEY"),
+        Some(Some("lyra-gateway".into()))
+    );
+    let gatekeeper = pod(&o, "lyra-gatekeeper");
+    let mounts_platform = serde_json::to_string(&gatekeeper)
+        .unwrap_or_default()
+        .contains("lyra-platform");
+    assert!(
+        !mounts_platform,
+        "GateKeeper's pod refers to the platform Secret"
+    );
 }

@@ -284,6 +284,12 @@ fn serve(
     ca_key: &Path,
 ) -> Result<(), String> {
     let platform = PlatformArgs::new(redis_url, master_key);
+    // GateKeeper gets only the serving key, as in production: not the platform key.
+    let gateway_key = platform
+        .keyring()
+        .map_err(|e| e.to_string())?
+        .gateway_key()
+        .ok_or("the platform keyring gives no gateway key")?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -321,7 +327,7 @@ fn serve(
         reconcile_secs: 10,
     };
     let gatekeeper = gateway::GatekeeperConfig {
-        platform,
+        platform: contract::platform::ServingArgs::new(redis_url, gateway_key.as_str()),
         tld: "localhost".into(),
         rest_listen: args.rest,
         grpc_listen: args.grpc,

@@ -21,6 +21,15 @@ use testkit::{RedisServer, free_port, supervised};
 
 pub const OPERATOR: &str = "an-operator-token-long-enough";
 pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// What GateKeeper is given instead of the platform key (`lyra platform-key gateway`).
+pub fn gateway_key() -> String {
+    Keyring::from_config(MASTER_KEY, &[])
+        .unwrap()
+        .gateway_key()
+        .unwrap()
+        .to_string()
+}
 pub const CONSUMER: &str = "nebula-under-test";
 
 pub struct Platform {
@@ -42,6 +51,19 @@ pub struct Gateway {
     child: Child,
 }
 
+fn orion_command(redis: &RedisServer, port: u16) -> Command {
+    let mut cmd = lyra();
+    cmd.arg("orion")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", free_port().unwrap()))
+        .env("LYRA_REDIS_URL", redis.url())
+        .env("LYRA_MASTER_KEY", MASTER_KEY)
+        .env("LYRA_OPERATOR_TOKEN", OPERATOR);
+    cmd
+}
+
 pub fn lyra() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lyra"));
     cmd.env("RUST_LOG", "warn").stdin(Stdio::null());
@@ -52,15 +74,7 @@ impl Platform {
     pub async fn start() -> Self {
         let redis = RedisServer::start().unwrap();
         let port = free_port().unwrap();
-        let mut cmd = lyra();
-        cmd.arg("orion")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--admin-listen")
-            .arg(format!("127.0.0.1:{}", free_port().unwrap()))
-            .env("LYRA_REDIS_URL", redis.url())
-            .env("LYRA_MASTER_KEY", MASTER_KEY)
-            .env("LYRA_OPERATOR_TOKEN", OPERATOR);
+        let cmd = orion_command(&redis, port);
         let orion = supervised::spawn(cmd).unwrap();
         let platform = Self {
             redis,
@@ -138,7 +152,8 @@ impl Platform {
         let mut cmd = lyra();
         cmd.arg("gatekeeper")
             .env("LYRA_REDIS_URL", self.redis.url())
-            .env("LYRA_MASTER_KEY", MASTER_KEY)
+            .env_remove("LYRA_MASTER_KEY")
+            .env("LYRA_GATEWAY_KEY", gateway_key())
             .env("LYRA_GATEKEEPER_REST", format!("127.0.0.1:{rest}"))
             .env("LYRA_GATEKEEPER_GRPC", format!("127.0.0.1:{grpc}"))
             .env("LYRA_GATEKEEPER_ADMIN", format!("127.0.0.1:{admin}"));
@@ -176,6 +191,24 @@ impl Platform {
             .unwrap();
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Stops Orion and starts it again on the same port, as an upgrade or a restart would.
+    pub async fn restart_orion(&mut self) {
+        supervised::kill(&mut self.orion).unwrap();
+        let port: u16 = self.orion_url.rsplit(':').next().unwrap().parse().unwrap();
+        self.orion = supervised::spawn(orion_command(&self.redis, port)).unwrap();
+        self.wait_until(
+            || async { self.get_status("/healthz").await == 200 },
+            "Orion up again",
+        )
+        .await;
+    }
+
+    pub fn stop_gatekeeper(&mut self) {
+        if let Some(mut g) = self.gatekeeper.take() {
+            supervised::kill(&mut g.child).unwrap();
+        }
     }
 
     pub fn kill_nebula(&mut self) {

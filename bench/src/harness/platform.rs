@@ -33,6 +33,8 @@ pub struct Lyra {
     pub redis: RedisServer,
     pub lyra_bin: PathBuf,
     pub master_key: String,
+    /// The serving key GateKeeper is given instead of the platform key.
+    pub gateway_key: String,
     pub operator: String,
     pub api: String,
     pub ca_cert: PathBuf,
@@ -104,6 +106,12 @@ impl Lyra {
         let redis = RedisServer::start().map_err(setup("redis-server"))?;
         let (_, master) = contract::seal::PlatformKey::generate().map_err(setup("platform key"))?;
         let master_key = master.to_string();
+        // GateKeeper is given only the serving key, as in production.
+        let gateway_key = contract::seal::Keyring::from_config(&master_key, &[])
+            .map_err(setup("keyring"))?
+            .gateway_key()
+            .map(|k| k.to_string())
+            .unwrap_or_default();
         let operator = contract::account::generate_token()
             .map_err(setup("operator token"))?
             .to_string();
@@ -210,6 +218,7 @@ impl Lyra {
             redis,
             lyra_bin,
             master_key,
+            gateway_key,
             operator,
             api,
             ca_cert,
@@ -248,7 +257,7 @@ impl Lyra {
             .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
             .args(["--threads", "1"])
             .env("LYRA_REDIS_URL", self.redis.url())
-            .env("LYRA_MASTER_KEY", &self.master_key)
+            .env("LYRA_GATEWAY_KEY", &self.gateway_key)
             .env("LYRA_KEY_RPS", "1000000000")
             .env("LYRA_KEY_BURST", "1000000000")
             .env("LYRA_CLUSTER_RPS", "1000000000")
