@@ -568,6 +568,23 @@ async fn scaling_real_qdrant_down_and_up_keeps_every_point() {
     // The reported case: one copy of each of 3 shards, one per node, then 3 -> 1.
     fill(&c, &host, rest_port, &key, "docs", (3, 1), 300).await;
     fill(&c, &host, rest_port, &key, "big", (3, 1), 10_000).await;
+    // What Orion weighs a shrink's disk by: every node's own count of its shards' data.
+    let secret = p.read_write_secret(&id);
+    let api = contract::qdrant::QdrantApi::new(&secret, std::time::Duration::from_secs(5));
+    let nodes: Vec<contract::route::NodeEndpoint> = serde_json::from_str(
+        &redis::cmd("HGET")
+            .arg(contract::keyspace::cluster(id.parse().unwrap()))
+            .arg("nodes")
+            .query::<String>(&mut p.redis())
+            .unwrap(),
+    )
+    .unwrap();
+    let mut data = 0;
+    for node in &nodes {
+        data += api.local_data_bytes(node).await.unwrap();
+    }
+    eprintln!("real Qdrant: {data} bytes of vectors and payloads on 3 nodes for 10,300 4-d points");
+    assert!(data >= 10_300 * 4 * 4, "{data}");
     let took = resize(&p, &admin, &account, &id, 2).await;
     eprintln!("real Qdrant, 10,300 points in 6 shards: 3 -> 2 nodes in {took:.2} s");
     assert_all_points(&c, &host, rest_port, &key, "big", 10_000).await;

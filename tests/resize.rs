@@ -215,6 +215,63 @@ async fn a_scale_down_below_a_collections_replication_factor_is_422_and_changes_
     assert_eq!(holders(&p, &id, "docs").await.len(), 3, "nothing was moved");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_down_onto_disks_too_small_for_the_data_is_422_and_changes_nothing() {
+    let mut p = Platform::start().await;
+    let (account, admin, id) = three_nodes_with_a_sharded_collection(&mut p, &[]).await;
+    let node = route(&p, &id).nodes[0].rest.clone();
+    // 7,000 points of 65,536 dimensions: 1.7 GiB of vectors as Qdrant's telemetry counts
+    // them (4 bytes a dimension). The stand-in (a double) keeps payloads, not vectors, and
+    // does not check a vector's length, so the size is declared rather than sent; its nodes
+    // do not forward points to a shard's holder, so every node is written, and each reports
+    // its own shard's share.
+    let (s, b) = node_call(&p, &id, &node, Method::PUT, "/collections/big",
+        Some(json!({"vectors": {"size": 65536, "distance": "Dot"}, "shard_number": 3, "replication_factor": 1}))).await;
+    assert_eq!(s, 200, "{b}");
+    let points: Vec<Value> = (0..7000)
+        .map(|i| json!({"id": i, "vector": [0.0], "payload": {}}))
+        .collect();
+    for n in route(&p, &id).nodes {
+        let (s, b) = node_call(
+            &p,
+            &id,
+            &n.rest,
+            Method::PUT,
+            "/collections/big/points?wait=true",
+            Some(json!({"points": points})),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let before = p.cluster(&admin, &account, &id).await;
+    let path = format!("/api/v1/accounts/{account}/clusters/{id}");
+    let (s, problem) = p
+        .call(&admin, Method::PATCH, &path,
+            Some(json!({"configuration": {"num_nodes": 2, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}})))
+        .await;
+    assert_eq!(s, 422, "{problem}");
+    let field = &problem["errors"][0];
+    assert_eq!(field["field"], "configuration.num_nodes", "{problem}");
+    let reason = field["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("1.7 GiB") && reason.contains("2 node(s) of 1 GiB"),
+        "{problem}"
+    );
+    assert_eq!(
+        before,
+        p.cluster(&admin, &account, &id).await,
+        "the refused change changed nothing"
+    );
+    assert_eq!(p.node_processes(&id).len(), 3, "no node was stopped");
+    assert_eq!(holders(&p, &id, "big").await.len(), 3, "nothing was moved");
+    // The same shrink onto disks that hold it is accepted.
+    let (s, b) = p
+        .call(&admin, Method::PATCH, &path,
+            Some(json!({"configuration": {"num_nodes": 2, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 10}}})))
+        .await;
+    assert_eq!(s, 202, "{b}");
+}
+
 /// Route events for `id` published on the gateways' channel while `during` runs.
 struct Watch {
     conn: redis::Connection,

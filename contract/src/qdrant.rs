@@ -261,6 +261,16 @@ impl QdrantApi {
         Ok(None)
     }
 
+    /// Bytes of vectors and payloads in the shard replicas this node holds, as Qdrant's own
+    /// telemetry counts them (`/telemetry?details_level=3`, per local shard). Indexes, the WAL
+    /// and snapshots come on top, so this is the least the node's disk holds.
+    pub async fn local_data_bytes(&self, node: &NodeEndpoint) -> Result<u64, ApiError> {
+        let telemetry: Value = self
+            .call(node, http::Method::GET, "/telemetry?details_level=3", None)
+            .await?;
+        Ok(local_data_bytes_of(&telemetry))
+    }
+
     pub async fn collection_cluster(
         &self,
         node: &NodeEndpoint,
@@ -310,4 +320,80 @@ impl QdrantApi {
 /// A collection name as one path segment.
 fn encode(name: &str) -> String {
     percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The sum of `vectors_size_bytes` and `payloads_size_bytes` over the local shards of a
+/// telemetry answer (its `result`).
+pub fn local_data_bytes_of(telemetry: &Value) -> u64 {
+    let field = |v: &Value, name: &str| v[name].as_u64().unwrap_or(0);
+    telemetry["collections"]["collections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["shards"].as_array().into_iter().flatten())
+        .map(|shard| {
+            let local = &shard["local"];
+            field(local, "vectors_size_bytes") + field(local, "payloads_size_bytes")
+        })
+        .sum()
+}
+
+/// The share of the disk the data may fill on the nodes that stay: the rest is for indexes,
+/// the WAL, optimizer copies and the writes that follow.
+pub const SHRINK_DISK_SHARE: f64 = 0.8;
+
+/// Why `data_bytes` (every node's vectors and payloads, replicas included) cannot live on
+/// `keep` nodes of `disk_gib` GiB each, or `None` when it fits within [`SHRINK_DISK_SHARE`].
+pub fn disk_blocker(data_bytes: u64, keep: u32, disk_gib: u32) -> Option<String> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let room = f64::from(keep) * f64::from(disk_gib) * GIB * SHRINK_DISK_SHARE;
+    // Counting bytes: f64 is exact far beyond any disk.
+    #[allow(clippy::cast_precision_loss)]
+    let data = data_bytes as f64;
+    (data > room).then(|| {
+        format!(
+            "the collections hold {:.1} GiB of vectors and payloads, more than {keep} node(s) of \
+             {disk_gib} GiB can keep with room for indexes and the WAL ({:.0}% of their disk): \
+             keep more nodes, give each more disk, or delete data first",
+            data / GIB,
+            SHRINK_DISK_SHARE * 100.0
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_data_is_read_from_real_qdrants_telemetry_shape() {
+        // Trimmed from Qdrant 1.18.3's `/telemetry?details_level=3`: one collection of 2,000
+        // 128-d points, one local shard, and a remote shard that counts nothing here.
+        let telemetry: Value = serde_json::from_str(
+            r#"{"id": "x", "collections": {"number_of_collections": 1, "collections": [
+                {"id": "c", "shards": [
+                    {"id": 0, "key": null, "local": {"variant_name": "local shard",
+                     "status": "green", "vectors_size_bytes": 1024000,
+                     "payloads_size_bytes": 2048, "num_points": 2000}, "remote": []},
+                    {"id": 1, "key": null, "local": null, "remote": [{"shard_id": 1}]}
+                ], "transfers": []}]}}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(local_data_bytes_of(&telemetry), 1_026_048);
+        assert_eq!(local_data_bytes_of(&Value::Null), 0);
+    }
+
+    #[test]
+    fn a_shrink_is_refused_only_when_the_data_cannot_fit_the_nodes_left() {
+        let gib = 1u64 << 30;
+        assert_eq!(disk_blocker(0, 1, 1), None);
+        // 80% of 2 x 10 GiB is 16 GiB.
+        assert_eq!(disk_blocker(16 * gib, 2, 10), None);
+        let refused = disk_blocker(16 * gib + 1, 2, 10).unwrap_or_default();
+        assert!(
+            refused.contains("16.0 GiB") && refused.contains("2 node(s) of 10 GiB"),
+            "{refused}"
+        );
+        assert!(disk_blocker(17 * gib, 3, 10).is_none());
+    }
 }

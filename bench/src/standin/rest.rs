@@ -373,7 +373,17 @@ fn route(
             )
         }
         (Method::GET, ["telemetry"]) => ok(
-            json!({"id": node.peer_id.to_string(), "app": {"version": VERSION}}),
+            json!({
+                "id": node.peer_id.to_string(),
+                "app": {"version": VERSION},
+                "collections": {
+                    "number_of_collections": collections.len(),
+                    "collections": collections
+                        .iter()
+                        .map(|(name, col)| collection_telemetry(node.peer_id, name, col))
+                        .collect::<Vec<_>>(),
+                },
+            }),
             started,
         ),
         (Method::GET, ["metrics"]) => respond(
@@ -439,6 +449,45 @@ fn place_shards(node: &Node, params: &Value) -> BTreeMap<u32, Vec<u64>> {
             (i as u32, holders)
         })
         .collect()
+}
+
+/// A collection in `/telemetry` as node `me` reports it: per shard, the local replica's
+/// vectors and payloads in bytes as Qdrant counts them (4 bytes per dimension; payloads as
+/// their JSON here), `null` for a shard held elsewhere.
+fn collection_telemetry(me: u64, name: &str, col: &Collection) -> Value {
+    let vectors = &col.params["vectors"];
+    let dims: u64 = match vectors["size"].as_u64() {
+        Some(size) => size,
+        // Named vectors: `{"name": {"size": ..}, ..}`.
+        None => vectors
+            .as_object()
+            .map(|named| named.values().filter_map(|v| v["size"].as_u64()).sum())
+            .unwrap_or(0),
+    };
+    let shards = col.shards.len().max(1) as u64;
+    let points = col.points.len() as u64;
+    let payload_bytes: u64 = col
+        .points
+        .values()
+        .map(|p| p.to_string().len() as u64)
+        .sum();
+    let per_shard = json!({
+        "variant_name": "local shard",
+        "status": "green",
+        "vectors_size_bytes": points * dims * 4 / shards,
+        "payloads_size_bytes": payload_bytes / shards,
+        "num_points": points / shards,
+    });
+    json!({
+        "id": name,
+        "shards": col.shards.iter().map(|(shard, holders)| json!({
+            "id": shard,
+            "key": null,
+            "local": if holders.contains(&me) { per_shard.clone() } else { Value::Null },
+            "remote": [],
+        })).collect::<Vec<_>>(),
+        "transfers": [],
+    })
 }
 
 /// `GET /collections/{c}/cluster` as node `me` sees it. Transfers finish at once here.

@@ -401,7 +401,13 @@ pub async fn resize_cluster(
     }
     let keep = body.configuration.num_nodes;
     if keep < current.configuration.num_nodes
-        && let Some(reason) = crate::data_guard::shrink_blocker(&state, &current, keep).await?
+        && let Some(reason) = crate::data_guard::shrink_blocker(
+            &state,
+            &current,
+            keep,
+            body.configuration.node_configuration.disk,
+        )
+        .await?
     {
         return Err(Problem::validation(ValidationError::single(
             "configuration.num_nodes",
