@@ -9,8 +9,9 @@
 //!   of dead workers grow idle; a reaper takes those over with XAUTOCLAIM.
 //! - Acknowledges only after the handler's state change is stored. A failure is retried with
 //!   exponential backoff and jitter; attempts are counted in Redis, so they survive restarts;
-//!   after the last one the command is parked in the dead-letter stream and its cluster shows
-//!   the failure and its reason.
+//!   after the last one (or at once, when the error says retrying cannot help) the command is
+//!   parked in the dead-letter stream and its cluster shows the failure and its reason.
+//!   Every failed attempt is counted by what failed (`nebula_command_failures_total`).
 //! - On shutdown it stops reading, lets the commands in hand finish, and leaves commands that
 //!   are waiting for a retry pending, for itself after a restart or for another worker.
 
@@ -35,6 +36,9 @@ use crate::handlers::{self, HandlerError, Outcome, Worker};
 use crate::metrics::Metrics;
 
 static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::DEAD_LETTER));
+
+/// The command name in metrics of an entry that is no readable command.
+const UNREADABLE: &str = "unreadable";
 
 /// How long one blocking read waits for new commands.
 const BLOCK: Duration = Duration::from_millis(1000);
@@ -278,6 +282,7 @@ impl Consumer {
             Err(e) => {
                 let reason = format!("the command cannot be read: {e}");
                 tracing::error!(id = %entry.id, %reason, "parking an unreadable command");
+                self.metrics.failed(UNREADABLE, "command_unreadable");
                 self.park(entry, &raw, None, &reason, 1).await;
                 return;
             }
@@ -319,6 +324,8 @@ impl Consumer {
                     self.ack(entry, &mut shutdown).await;
                     return;
                 }
+                // Not a failed attempt: it counts neither towards the attempts nor in the
+                // failures metric (it recurs every 200 ms while another worker holds the cluster).
                 Err(HandlerError::Busy) => {
                     let _: redis::RedisResult<i64> = self
                         .conn()
@@ -328,20 +335,19 @@ impl Consumer {
                         return;
                     }
                 }
-                Err(HandlerError::Permanent(reason)) => {
-                    self.park(entry, &raw, Some(&envelope.command), &reason, attempt)
-                        .await;
-                    return;
-                }
-                Err(HandlerError::Retry(reason)) if attempt >= self.settings.max_attempts => {
-                    self.park(entry, &raw, Some(&envelope.command), &reason, attempt)
-                        .await;
-                    return;
-                }
-                Err(HandlerError::Retry(reason)) => {
+                Err(e) => {
+                    let kind = e.kind();
+                    self.metrics.failed(name, kind);
+                    // The reason users read on the parked command and on the cluster.
+                    let reason = e.to_string();
+                    if !e.retryable() || attempt >= self.settings.max_attempts {
+                        self.park(entry, &raw, Some(&envelope.command), &reason, attempt)
+                            .await;
+                        return;
+                    }
                     let delay = self.settings.delay(attempt);
                     self.metrics.retried(name);
-                    tracing::warn!(id = %entry.id, command = name, attempt, ?delay, %reason, "attempt failed; retrying");
+                    tracing::warn!(id = %entry.id, command = name, attempt, ?delay, kind, %reason, "attempt failed; retrying");
                     if sleep_or_stop(delay, &mut shutdown).await {
                         return; // left pending: picked up after restart or by another worker
                     }
@@ -417,7 +423,7 @@ impl Consumer {
         match reply {
             Ok(r) => {
                 self.metrics.finished(
-                    command.map(Command::name).unwrap_or("unreadable"),
+                    command.map(Command::name).unwrap_or(UNREADABLE),
                     "dead_lettered",
                 );
                 tracing::error!(id = %entry.id, attempts, %reason, dead_letter = ?r.get(1), "command parked in the dead-letter stream");
@@ -495,5 +501,153 @@ mod tests {
         }
         let spread: std::collections::HashSet<_> = (0..50).map(|_| s.delay(3)).collect();
         assert!(spread.len() > 1, "no jitter");
+    }
+
+    use contract::command::{DbConfiguration, ProvisionDbCluster};
+    use contract::region::Driver;
+
+    use crate::driver::{DriverError, Drivers};
+    use crate::testing::{Harness, StubDriver, sample};
+
+    /// Queues a provision of `c`, runs a consumer until the command is parked, and returns
+    /// the dead-letter entry and the metrics.
+    async fn park_one(
+        h: &Harness,
+        c: &contract::cluster::Cluster,
+        max_attempts: u32,
+    ) -> (HashMap<String, String>, String) {
+        let command = Command::Provision(ProvisionDbCluster {
+            account_id: c.account_id,
+            cloud_provider: c.cloud_provider.clone(),
+            cloud_region: c.cloud_region.clone(),
+            cluster_id: c.id,
+            cluster_name: c.name.clone(),
+            cluster_version: c.version.clone(),
+            db_configuration: DbConfiguration {
+                cluster_endpoint: c.endpoint.clone(),
+                cluster_id: c.id,
+                num_nodes: c.configuration.num_nodes,
+                node_configuration: c.configuration.node_configuration,
+            },
+        });
+        let json = CommandEnvelope::new(command, None, jiff::Timestamp::now())
+            .to_json()
+            .unwrap();
+        let _: String = h
+            .conn()
+            .xadd(
+                keyspace::command_stream(),
+                "*",
+                &[(keyspace::COMMAND_FIELD, json)],
+            )
+            .await
+            .unwrap();
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let settings = Settings {
+            max_attempts,
+            backoff: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+            ..settings()
+        };
+        let consumer = Arc::new(Consumer::new(
+            h.worker.clone(),
+            h.client.clone(),
+            settings,
+            metrics.clone(),
+        ));
+        let (stop, stopping) = watch::channel(false);
+        let running = tokio::spawn(consumer.run(stopping));
+        let mut parked = Vec::new();
+        for _ in 0..200 {
+            let reply: StreamReadReply = h
+                .conn()
+                .xread(&[keyspace::dead_letter_stream()], &["0"])
+                .await
+                .unwrap();
+            parked = reply.keys.into_iter().flat_map(|k| k.ids).collect();
+            if !parked.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = stop.send(true);
+        running.await.unwrap();
+        assert_eq!(parked.len(), 1, "the command was not parked");
+        let fields = parked[0]
+            .map
+            .iter()
+            .map(|(k, v)| (k.clone(), redis::from_redis_value_ref::<String>(v).unwrap()))
+            .collect();
+        (fields, metrics.render())
+    }
+
+    #[tokio::test]
+    async fn a_permanent_driver_error_parks_at_once_and_is_counted_by_kind() {
+        let stub = StubDriver::new(|| DriverError::Unsupported("this driver cannot provision"));
+        let h = Harness::start(Drivers::default().with(Driver::Kubernetes, Arc::new(stub))).await;
+        h.region(Driver::Kubernetes).await;
+        let c = h.cluster(Phase::Creating, 1).await;
+
+        let (parked, metrics) = park_one(&h, &c, 5).await;
+        assert_eq!(
+            parked["attempts"], "1",
+            "retrying cannot help: parked at once"
+        );
+        assert_eq!(parked["error"], "this driver cannot provision");
+        assert_eq!(
+            h.cluster_field(c.id, "phase").await.as_deref(),
+            Some("FAILED_TO_CREATE")
+        );
+        assert_eq!(
+            h.cluster_field(c.id, "reason").await.as_deref(),
+            Some("this driver cannot provision")
+        );
+        let name = ("name", "ProvisionDBCluster");
+        assert_eq!(
+            sample(
+                &metrics,
+                "nebula_command_failures_total",
+                &[name, ("kind", "unsupported")]
+            ),
+            Some(1.0),
+            "{metrics}"
+        );
+        assert_eq!(
+            sample(&metrics, "nebula_command_retries_total", &[name]),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retryable_error_is_retried_then_parked_and_every_attempt_counted() {
+        // No region registered: the worker cannot tell which driver to use yet.
+        let h = Harness::start(Drivers::default()).await;
+        let c = h.cluster(Phase::Creating, 1).await;
+
+        let (parked, metrics) = park_one(&h, &c, 3).await;
+        assert_eq!(parked["attempts"], "3");
+        assert_eq!(parked["error"], "region test/r1 is not registered");
+        let name = ("name", "ProvisionDBCluster");
+        assert_eq!(
+            sample(
+                &metrics,
+                "nebula_command_failures_total",
+                &[name, ("kind", "region_unknown")]
+            ),
+            Some(3.0),
+            "{metrics}"
+        );
+        assert_eq!(
+            sample(&metrics, "nebula_command_retries_total", &[name]),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &metrics,
+                "nebula_commands_total",
+                &[name, ("outcome", "dead_lettered")]
+            ),
+            Some(1.0)
+        );
     }
 }

@@ -16,20 +16,44 @@ use serde_json::json;
 
 use contract::qdrant::{ApiError, QdrantApi, Replica};
 
-/// Why the nodes could not be taken out (yet).
+/// Why the nodes could not be taken out (yet). [`DrainError::retryable`] is `false` when
+/// the data cannot live on the nodes that stay; otherwise Qdrant could not be asked, or did
+/// not finish in time, and trying again resumes where this attempt stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DrainError {
-    /// The data cannot live on the nodes that stay: retrying will not help.
-    #[error("{0}")]
-    WouldLoseData(String),
-    /// Qdrant could not be asked or did not finish in time: try again.
-    #[error("{0}")]
-    NotYet(String),
+    #[error("a cluster of {nodes} nodes cannot keep {keep}")]
+    CannotKeep { nodes: usize, keep: usize },
+    /// Qdrant's own account of why the staying nodes cannot hold the data.
+    #[error("{reason}")]
+    WouldLoseData { reason: String },
+    #[error("taking nodes out of the Qdrant cluster: {0}")]
+    Qdrant(#[from] ApiError),
+    #[error("node {node} did not say its peer id")]
+    NoPeerId { node: String },
+    #[error(
+        "collection `{collection}`: still waiting after {} s for {waiting_for}",
+        STEP_TIMEOUT.as_secs()
+    )]
+    StepTimedOut {
+        collection: String,
+        waiting_for: String,
+    },
+    #[error("peers {peers:?} are still in the cluster {} s after their removal", .waited.as_secs())]
+    PeersRemain { peers: Vec<u64>, waited: Duration },
 }
 
-impl From<ApiError> for DrainError {
-    fn from(e: ApiError) -> Self {
-        DrainError::NotYet(e.to_string())
+impl DrainError {
+    pub fn retryable(&self) -> bool {
+        !matches!(self, Self::CannotKeep { .. } | Self::WouldLoseData { .. })
+    }
+
+    /// A short, stable name of what failed, for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::CannotKeep { .. } | Self::WouldLoseData { .. } => "drain_refused",
+            Self::Qdrant(_) | Self::NoPeerId { .. } => "qdrant_api",
+            Self::StepTimedOut { .. } | Self::PeersRemain { .. } => "drain_timeout",
+        }
     }
 }
 
@@ -96,6 +120,8 @@ pub fn next_step(replicas: &[Replica], staying: &BTreeSet<u64>) -> Step {
 /// How long one transfer (or the wait for an inactive replica) may take before the command
 /// is retried. The transfer goes on inside Qdrant meanwhile; the retry waits for it.
 const STEP_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the removal of the leaving peers may take to be committed by Raft.
+const PEER_REMOVAL_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(200);
 
 /// Takes every node after the first `keep` of `nodes` out of the cluster, keeping all data on
@@ -106,12 +132,14 @@ pub async fn drain(
     keep: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<(), DrainError> {
-    let staying_nodes = nodes.get(..keep).filter(|s| !s.is_empty()).ok_or_else(|| {
-        DrainError::WouldLoseData(format!(
-            "a cluster of {} nodes cannot keep {keep}",
-            nodes.len()
-        ))
-    })?;
+    let staying_nodes =
+        nodes
+            .get(..keep)
+            .filter(|s| !s.is_empty())
+            .ok_or(DrainError::CannotKeep {
+                nodes: nodes.len(),
+                keep,
+            })?;
     let anchor = &staying_nodes[0];
     let mut staying = BTreeSet::new();
     for node in staying_nodes {
@@ -120,8 +148,8 @@ pub async fn drain(
             // A single node without cluster mode: nothing to take out.
             return Ok(());
         }
-        let id = info.peer_id.ok_or_else(|| {
-            DrainError::NotYet(format!("node {} did not say its peer id", node.rest))
+        let id = info.peer_id.ok_or_else(|| DrainError::NoPeerId {
+            node: node.rest.clone(),
         })?;
         staying.insert(id);
     }
@@ -136,7 +164,7 @@ pub async fn drain(
         return Ok(());
     }
     if let Some(reason) = api.shrink_blocker(anchor, keep).await? {
-        return Err(DrainError::WouldLoseData(reason));
+        return Err(DrainError::WouldLoseData { reason });
     }
     let collections = api.collections(anchor).await?;
     let mut total = 0;
@@ -199,13 +227,11 @@ pub async fn drain(
         if left.iter().all(|p| staying.contains(p)) {
             return Ok(());
         }
-        if since.elapsed() > Duration::from_secs(30) {
-            return Err(DrainError::NotYet(format!(
-                "peers {:?} are still in the cluster 30 s after their removal",
-                left.iter()
-                    .filter(|p| !staying.contains(p))
-                    .collect::<Vec<_>>()
-            )));
+        if since.elapsed() > PEER_REMOVAL_TIMEOUT {
+            return Err(DrainError::PeersRemain {
+                peers: left.into_iter().filter(|p| !staying.contains(p)).collect(),
+                waited: PEER_REMOVAL_TIMEOUT,
+            });
         }
         tokio::time::sleep(POLL).await;
     }
@@ -213,10 +239,10 @@ pub async fn drain(
 
 fn give_up_after(since: Instant, collection: &str, what: &str) -> Result<(), DrainError> {
     if since.elapsed() > STEP_TIMEOUT {
-        return Err(DrainError::NotYet(format!(
-            "collection `{collection}`: still waiting after {} s for {what}",
-            STEP_TIMEOUT.as_secs()
-        )));
+        return Err(DrainError::StepTimedOut {
+            collection: collection.to_owned(),
+            waiting_for: what.to_owned(),
+        });
     }
     Ok(())
 }

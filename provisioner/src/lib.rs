@@ -24,6 +24,8 @@ mod metrics;
 mod reconcile;
 mod secrets;
 mod state;
+#[cfg(test)]
+mod testing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -112,16 +114,12 @@ async fn adopt_local_clusters(conn: &ConnectionManager, keyring: &Keyring, local
             Ok(Some(s)) => s,
             _ => continue,
         };
-        let spec = driver::NodeSpec {
-            cluster_id: c.id,
-            account_id: c.account_id,
-            name: c.name.clone(),
-            version: c.version.clone(),
-            num_nodes: c.configuration.num_nodes,
-            resources: c.configuration.node_configuration,
-            read_write: secrets.read_write,
-            read_only: secrets.read_only,
-        };
+        let spec = handlers::node_spec(
+            &c,
+            c.configuration.num_nodes,
+            c.configuration.node_configuration,
+            &secrets,
+        );
         match local.adopt(&spec).await {
             Ok(()) => tracing::info!(cluster = %id, "adopted local cluster"),
             Err(e) => tracing::warn!(cluster = %id, error = %e, "cannot adopt local cluster"),
@@ -205,6 +203,7 @@ pub async fn run_with(
     };
     tokio::spawn(reconcile::run(
         worker.clone(),
+        metrics.clone(),
         config.reconcile_every(),
         stopping.clone(),
     ));

@@ -1,7 +1,7 @@
 //! A cluster's two secrets: made once, stored only sealed, read back for the driver.
 
 use contract::ids::ClusterId;
-use contract::keyscheme::{ClusterSecret, SecretKind};
+use contract::keyscheme::{ClusterSecret, InvalidSecret, SecretKind};
 use contract::keyspace;
 use contract::route::UpstreamCredentials;
 use contract::seal::Keyring;
@@ -22,15 +22,14 @@ fn open(
     sealed: UpstreamCredentials,
 ) -> Result<Secrets, HandlerError> {
     let one = |kind: SecretKind, s: &contract::seal::Sealed| {
-        let plain = keyring.unseal(s, &kind.seal_context(id)).map_err(|e| {
-            HandlerError::Permanent(format!(
-                "the cluster's secrets cannot be opened with this platform key: {e}"
-            ))
-        })?;
+        let plain = keyring
+            .unseal(s, &kind.seal_context(id))
+            .map_err(HandlerError::Unseal)?;
+        // Bytes that are not text are no well-formed secret either.
         std::str::from_utf8(&plain)
-            .ok()
-            .and_then(|s| ClusterSecret::parse(s).ok())
-            .ok_or_else(|| HandlerError::Permanent("the cluster's stored secret is invalid".into()))
+            .map_err(|_| InvalidSecret)
+            .and_then(ClusterSecret::parse)
+            .map_err(HandlerError::InvalidSecret)
     };
     Ok(Secrets {
         read_write: one(SecretKind::ReadWrite, &sealed.read_write)?,
@@ -48,8 +47,11 @@ pub async fn load(
     let Some(json) = stored else {
         return Ok(None);
     };
-    let sealed: UpstreamCredentials = serde_json::from_str(&json)
-        .map_err(|e| HandlerError::Permanent(format!("stored secrets are unreadable: {e}")))?;
+    let sealed: UpstreamCredentials =
+        serde_json::from_str(&json).map_err(|source| HandlerError::UnreadableJson {
+            what: "secrets",
+            source,
+        })?;
     open(keyring, id, sealed).map(Some)
 }
 
@@ -63,27 +65,28 @@ pub async fn ensure(
     if let Some(existing) = load(conn, keyring, id).await? {
         return Ok(existing);
     }
-    let random = |e: contract::RandomError| HandlerError::Retry(e.to_string());
-    let rw = ClusterSecret::generate().map_err(random)?;
-    let ro = ClusterSecret::generate().map_err(random)?;
+    let rw = ClusterSecret::generate()?;
+    let ro = ClusterSecret::generate()?;
     let seal = |kind: SecretKind, s: &ClusterSecret| {
         keyring
             .seal(s.expose().as_bytes(), &kind.seal_context(id))
-            .map_err(|e| HandlerError::Retry(format!("cannot seal a secret: {e}")))
+            .map_err(HandlerError::Seal)
     };
     let sealed = UpstreamCredentials {
         read_write: seal(SecretKind::ReadWrite, &rw)?,
         read_only: seal(SecretKind::ReadOnly, &ro)?,
     };
-    let json = serde_json::to_string(&sealed)
-        .map_err(|e| HandlerError::Permanent(format!("cannot encode secrets: {e}")))?;
+    let json = serde_json::to_string(&sealed).map_err(|source| HandlerError::Encode {
+        what: "secrets",
+        source,
+    })?;
     let _: Option<String> = redis::cmd("SET")
         .arg(keyspace::cluster_secrets(id))
         .arg(json)
         .arg("NX")
         .query_async(conn)
         .await?;
-    load(conn, keyring, id).await?.ok_or_else(|| {
-        HandlerError::Retry("the cluster's secrets vanished while being stored".into())
-    })
+    load(conn, keyring, id)
+        .await?
+        .ok_or(HandlerError::SecretsVanished)
 }

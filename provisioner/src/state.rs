@@ -48,7 +48,10 @@ pub async fn load_cluster(
     }
     ClusterRecord::from_fields(&fields)
         .map(Some)
-        .map_err(|e| HandlerError::Permanent(format!("the stored cluster is unreadable: {e}")))
+        .map_err(|source| HandlerError::UnreadableRecord {
+            what: "cluster",
+            source,
+        })
 }
 
 /// The driver of a region, or `None` when the region does not exist.
@@ -63,7 +66,10 @@ pub async fn region_driver(
     }
     RegionRecord::from_fields(&fields)
         .map(|r| Some(r.region.driver))
-        .map_err(|e| HandlerError::Permanent(format!("the stored region is unreadable: {e}")))
+        .map_err(|source| HandlerError::UnreadableRecord {
+            what: "region",
+            source,
+        })
 }
 
 /// Moves the cluster to `to` if it is in one of `from`; `false` if it had moved on.
@@ -109,13 +115,18 @@ async fn route_for(
         limits: RateLimits::default(),
         version,
     };
-    let json = serde_json::to_string(&route)
-        .map_err(|e| HandlerError::Permanent(format!("cannot encode the route: {e}")))?;
+    let json = serde_json::to_string(&route).map_err(|source| HandlerError::Encode {
+        what: "the route",
+        source,
+    })?;
     let event = ChangeEvent::RouteUpserted {
         route: Box::new(route),
     }
     .to_json()
-    .map_err(|e| HandlerError::Permanent(format!("cannot encode the event: {e}")))?;
+    .map_err(|source| HandlerError::Encode {
+        what: "the event",
+        source,
+    })?;
     Ok((json, version, event))
 }
 
@@ -180,8 +191,10 @@ pub async fn finish_resize(
     nodes: Vec<NodeEndpoint>,
     credentials: UpstreamCredentials,
 ) -> Result<Finished, HandlerError> {
-    let nodes_json = serde_json::to_string(&nodes)
-        .map_err(|e| HandlerError::Permanent(format!("cannot encode nodes: {e}")))?;
+    let nodes_json = serde_json::to_string(&nodes).map_err(|source| HandlerError::Encode {
+        what: "nodes",
+        source,
+    })?;
     let (json, version, event) =
         route_for(conn, cluster, nodes, credentials, Phase::Healthy).await?;
     let reply: Vec<String> = FINISH_RESIZE

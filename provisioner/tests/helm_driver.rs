@@ -100,12 +100,28 @@ async fn without_helm_the_failure_says_so_and_no_secret_is_left_on_disk() {
         work.path().to_owned(),
         Duration::from_secs(5),
     );
-    match d.provision(&spec(ClusterId::new())).await.unwrap_err() {
-        DriverError::Retryable(reason) => {
-            assert!(reason.contains("helm was not found"), "{reason}")
-        }
-        other => panic!("expected a retryable error, got {other:?}"),
-    }
+    let err = d.provision(&spec(ClusterId::new())).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DriverError::ProgramMissing {
+                program: "helm",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.retryable(), "helm may be installed later");
+    assert_eq!(err.kind(), "program_missing");
+    let reason = err.to_string();
+    assert!(reason.contains("helm was not found"), "{reason}");
+    assert!(reason.contains("LYRA_HELM_BIN"), "{reason}");
+    // The io error is kept as the source, not only flattened into the text.
+    let source = std::error::Error::source(&err).unwrap();
+    assert_eq!(
+        source.downcast_ref::<std::io::Error>().unwrap().kind(),
+        std::io::ErrorKind::NotFound
+    );
     assert_eq!(
         std::fs::read_dir(work.path()).unwrap().count(),
         0,

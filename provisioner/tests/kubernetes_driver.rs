@@ -12,7 +12,8 @@ use contract::ids::{AccountId, ClusterId};
 use contract::keyscheme::ClusterSecret;
 use contract::resources::NodeResources;
 use provisioner::driver::kubernetes::{FIELD_MANAGER, KubernetesDriver, PERMISSIONS, manifests};
-use provisioner::driver::{DriverError, InfrastructureClient, NodeSpec};
+use provisioner::driver::{Drift, DriverError, InfrastructureClient, NodeSpec};
+use serde_json::json;
 
 fn spec(cluster: ClusterId, num_nodes: u32) -> NodeSpec {
     NodeSpec {
@@ -209,13 +210,178 @@ async fn a_set_that_never_becomes_ready_times_out_with_a_reason() {
         .provision(&spec(ClusterId::new(), 2))
         .await
         .unwrap_err();
-    match err {
-        DriverError::Retryable(reason) => {
-            assert!(reason.contains("was not ready"), "{reason}");
-            assert!(reason.contains("kubectl"), "{reason}");
-        }
-        other => panic!("expected a retryable error, got {other:?}"),
+    assert!(
+        matches!(err, DriverError::StatefulSetNotReady { .. }),
+        "{err:?}"
+    );
+    assert!(err.retryable());
+    assert_eq!(err.kind(), "driver_timeout");
+    let reason = err.to_string();
+    assert!(reason.contains("was not ready"), "{reason}");
+    assert!(reason.contains("kubectl"), "{reason}");
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_retryable_and_keeps_its_cause() {
+    // Nothing listens there: the port of a listener just closed.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    let driver = KubernetesDriver::new(
+        kube::Client::try_from(config).unwrap(),
+        Duration::from_secs(1),
+    );
+    let err = driver.observe(ClusterId::new()).await.unwrap_err();
+    assert!(
+        matches!(err, DriverError::KubernetesUnreachable { .. }),
+        "{err:?}"
+    );
+    assert!(err.retryable());
+    assert_eq!(err.kind(), "kubernetes_unreachable");
+    assert!(
+        err.to_string()
+            .starts_with("kubernetes API unreachable (StatefulSet)"),
+        "{err}"
+    );
+    let source = std::error::Error::source(&err).expect("the kube error is kept");
+    assert!(source.downcast_ref::<kube::Error>().is_some(), "{source:?}");
+}
+
+/// Someone scales the StatefulSet by hand, deletes the headless Service and the Secret, and
+/// edits the client Service: `repair` puts every object back as the spec says, and names
+/// exactly those it had to. A repair of a cluster that did not drift changes nothing.
+#[tokio::test]
+async fn repair_puts_back_what_was_changed_or_deleted_behind_the_drivers_back() {
+    let fake = FakeKube::start(Some(Duration::from_millis(50))).await;
+    let driver = KubernetesDriver::new(fake.client(), Duration::from_secs(10));
+    let cluster = ClusterId::new();
+    let ns = manifests::namespace_name(cluster);
+    let shape = spec(cluster, 3);
+    driver.provision(&shape).await.unwrap();
+
+    let versions = |fake: &FakeKube| -> Vec<serde_json::Value> {
+        [
+            ("", "secrets", "qdrant-apikey"),
+            ("", "configmaps", "qdrant"),
+            ("", "services", "qdrant-headless"),
+            ("", "services", "qdrant"),
+            ("networking.k8s.io", "networkpolicies", "qdrant"),
+            ("policy", "poddisruptionbudgets", "qdrant"),
+        ]
+        .iter()
+        .map(|(g, r, n)| {
+            fake.object(g, r, Some(&ns), n).unwrap()["metadata"]["resourceVersion"].clone()
+        })
+        .collect()
+    };
+    let before = versions(&fake);
+    let repair = driver.repair(&shape).await.unwrap();
+    assert!(repair.is_empty(), "nothing drifted: {repair:?}");
+    assert_eq!(
+        versions(&fake),
+        before,
+        "a repair with nothing to do wrote something"
+    );
+
+    fake.edit("apps", "statefulsets", Some(&ns), "qdrant", |o| {
+        o["spec"]["replicas"] = json!(1)
+    });
+    fake.remove("", "services", Some(&ns), "qdrant-headless");
+    fake.remove("", "secrets", Some(&ns), "qdrant-apikey");
+    fake.edit("", "services", Some(&ns), "qdrant", |o| {
+        o["spec"]["ports"] = json!([{"name": "http", "port": 80}])
+    });
+
+    let repair = driver.repair(&shape).await.unwrap();
+    let found: Vec<(&str, &str, Drift)> = repair
+        .repaired
+        .iter()
+        .map(|r| (r.object, r.name.as_str(), r.drift))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("secret", "qdrant-apikey", Drift::Missing),
+            ("service", "qdrant-headless", Drift::Missing),
+            ("service", "qdrant", Drift::Changed),
+            ("statefulset", "qdrant", Drift::Scaled { from: 1, to: 3 }),
+        ]
+    );
+    assert_eq!(
+        repair.repaired[3].to_string(),
+        "statefulset qdrant had been scaled to 1 (wants 3)"
+    );
+
+    // Back as specified.
+    let sts = fake
+        .object("apps", "statefulsets", Some(&ns), "qdrant")
+        .unwrap();
+    assert_eq!(sts["spec"]["replicas"], 3);
+    let headless = fake
+        .object("", "services", Some(&ns), "qdrant-headless")
+        .unwrap();
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    let ports: Vec<i64> =
+        fake.object("", "services", Some(&ns), "qdrant").unwrap()["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_i64().unwrap())
+            .collect();
+    assert_eq!(ports, [6333, 6334]);
+    let secret = fake
+        .object("", "secrets", Some(&ns), "qdrant-apikey")
+        .unwrap();
+    assert_eq!(
+        secret["data"]["api-key"],
+        "UldzZWNyZXRSV3NlY3JldFJXc2VjcmV0UldzZWNyZXQ="
+    );
+    // Re-applied with the driver's field manager, forced, like a provision.
+    let patches: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert!(patches.iter().all(|p| {
+        p.query.get("fieldManager").map(String::as_str) == Some(FIELD_MANAGER)
+            && p.query.get("force").map(String::as_str) == Some("true")
+    }));
+
+    // Nothing drifted since.
+    let again = driver.repair(&shape).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+}
+
+/// A deleted namespace takes everything with it: once it is gone, repair makes it all again.
+#[tokio::test]
+async fn repair_remakes_a_deleted_namespace_and_everything_in_it() {
+    let fake = FakeKube::start(Some(Duration::from_millis(50))).await;
+    let driver = KubernetesDriver::new(fake.client(), Duration::from_secs(10));
+    let cluster = ClusterId::new();
+    let shape = spec(cluster, 2);
+    driver.provision(&shape).await.unwrap();
+    let objects = fake.object_count();
+    fake.remove("", "namespaces", None, &manifests::namespace_name(cluster));
+    for (g, r, n) in [
+        ("", "secrets", "qdrant-apikey"),
+        ("", "configmaps", "qdrant"),
+        ("", "services", "qdrant-headless"),
+        ("", "services", "qdrant"),
+        ("apps", "statefulsets", "qdrant"),
+        ("networking.k8s.io", "networkpolicies", "qdrant"),
+        ("policy", "poddisruptionbudgets", "qdrant"),
+    ] {
+        fake.remove(g, r, Some(&manifests::namespace_name(cluster)), n);
     }
+    let repair = driver.repair(&shape).await.unwrap();
+    assert_eq!(repair.repaired.len(), 8, "{repair:?}");
+    assert!(
+        repair.repaired.iter().all(|r| r.drift == Drift::Missing),
+        "{repair:?}"
+    );
+    assert_eq!(fake.object_count(), objects);
 }
 
 #[tokio::test]
@@ -262,6 +428,7 @@ async fn the_driver_uses_exactly_the_permissions_it_declares() {
     driver.provision(&spec(cluster, 1)).await.unwrap();
     driver.resize(&spec(cluster, 2)).await.unwrap();
     driver.observe(cluster).await.unwrap();
+    driver.repair(&spec(cluster, 2)).await.unwrap();
     driver.deprovision(cluster).await.unwrap();
 
     let used: BTreeSet<(String, String, String)> =

@@ -10,7 +10,7 @@ use contract::ids::{AccountId, ClusterId};
 use contract::keyscheme::ClusterSecret;
 use contract::resources::NodeResources;
 use provisioner::driver::local::LocalDriver;
-use provisioner::driver::{DriverError, InfrastructureClient, NodeSpec};
+use provisioner::driver::{Drift, DriverError, InfrastructureClient, NodeSpec};
 use testkit::standin::standin_bin;
 
 fn spec(cluster: ClusterId, num_nodes: u32) -> NodeSpec {
@@ -181,18 +181,86 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
+/// A worker that does not look after a cluster (it was not adopted when the worker started)
+/// has no supervisor restarting its nodes: `repair` takes it over and starts the stopped
+/// node on its own ports. A cluster the worker looks after is its supervisor's: nothing to do.
+#[tokio::test]
+async fn repair_restarts_the_nodes_of_a_cluster_nobody_looks_after() {
+    let bin = standin_bin().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let cluster = ClusterId::new();
+    let provisioner = driver(root.path(), &bin);
+    let nodes = provisioner.provision(&spec(cluster, 2)).await.unwrap();
+    assert!(
+        provisioner
+            .repair(&spec(cluster, 2))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a cluster the worker looks after is left to its supervisor"
+    );
+
+    let dir = root.path().join(cluster.to_string());
+    let pids = processes_under(&dir);
+    let killed = *pids.iter().max().unwrap();
+    unsafe { libc_kill(killed as i32, 9) };
+    for _ in 0..100 {
+        if processes_under(&dir).len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(processes_under(&dir).len(), 1, "the node did not die");
+
+    // Another worker on the same data directory, which never adopted the cluster.
+    let other = driver(root.path(), &bin);
+    let repair = other.repair(&spec(cluster, 2)).await.unwrap();
+    assert_eq!(repair.repaired.len(), 1, "{repair:?}");
+    let node = &repair.repaired[0];
+    assert_eq!(node.object, "node");
+    assert_eq!(node.drift, Drift::Stopped);
+    assert!(
+        node.name == "node-0" || node.name == "node-1",
+        "{}",
+        node.name
+    );
+    assert_eq!(
+        processes_under(&dir).len(),
+        2,
+        "the stopped node is running again"
+    );
+    let mut ready = 0;
+    for n in &nodes {
+        for _ in 0..100 {
+            if get(format!("http://{}/readyz", n.rest), None).await == 200 {
+                ready += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(ready, 2, "a node is not back on its own port");
+    // It looks after the cluster now: a second repair leaves it to the supervisor.
+    assert!(other.repair(&spec(cluster, 2)).await.unwrap().is_empty());
+    other.deprovision(cluster).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_missing_binary_is_a_plain_retryable_reason() {
     let root = tempfile::tempdir().unwrap();
     let d = driver(root.path(), Path::new("/nonexistent/qdrant"));
     let err = d.provision(&spec(ClusterId::new(), 1)).await.unwrap_err();
-    match err {
-        DriverError::Retryable(reason) => {
-            assert!(reason.contains("was not found"), "{reason}");
-            assert!(reason.contains("QDRANT_BIN"), "{reason}");
-        }
-        other => panic!("expected a retryable error, got {other:?}"),
-    }
+    assert!(matches!(err, DriverError::ProgramMissing { .. }), "{err:?}");
+    assert!(err.retryable(), "the binary may be installed later");
+    assert_eq!(err.kind(), "program_missing");
+    let reason = err.to_string();
+    assert!(reason.contains("was not found"), "{reason}");
+    assert!(reason.contains("QDRANT_BIN"), "{reason}");
+    assert!(reason.contains("/nonexistent/qdrant"), "{reason}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the io error is kept"
+    );
 }
 
 /// On an IPv6 host, node addresses are written with brackets (`[::1]:6333`, not `::1:6333`),

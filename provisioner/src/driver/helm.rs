@@ -114,41 +114,50 @@ impl HelmDriver {
             .kill_on_drop(true)
             .output()
             .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => DriverError::Retryable(format!(
-                    "helm was not found ({:?}): install helm, point LYRA_HELM_BIN at it, or \
-                     register the region with the kubernetes driver",
-                    self.bin
-                )),
-                _ => DriverError::Retryable(format!("cannot run {:?}: {e}", self.bin)),
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => DriverError::ProgramMissing {
+                    program: "helm",
+                    path: self.bin.clone(),
+                    hint: "install helm, point LYRA_HELM_BIN at it, or register the region \
+                           with the kubernetes driver",
+                    source,
+                },
+                _ => DriverError::Io {
+                    what: format!("cannot run {:?}", self.bin),
+                    source,
+                },
             })?;
         if output.status.success() {
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last: Vec<&str> = stderr.lines().rev().take(3).collect();
-        Err(DriverError::Retryable(format!(
-            "helm {} failed ({}): {}",
-            args.first().map(String::as_str).unwrap_or(""),
-            output.status,
-            last.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        )))
+        Err(DriverError::Helm {
+            command: args.first().cloned().unwrap_or_default(),
+            status: output.status,
+            stderr: last.into_iter().rev().collect::<Vec<_>>().join(" | "),
+        })
     }
 
     /// Writes the values (owner-only), runs helm, and removes the file whatever happened.
     async fn install(&self, spec: &NodeSpec) -> Result<(), DriverError> {
         tokio::fs::create_dir_all(&self.work_dir)
             .await
-            .map_err(|e| {
-                DriverError::Retryable(format!("cannot create {:?}: {e}", self.work_dir))
+            .map_err(|source| DriverError::Io {
+                what: format!("cannot create {:?}", self.work_dir),
+                source,
             })?;
         let file = self
             .work_dir
             .join(format!("{}.values.json", release(spec.cluster_id)));
-        let body = serde_json::to_vec(&values(spec))
-            .map_err(|e| DriverError::Permanent(format!("cannot encode values: {e}")))?;
-        write_private(&file, &body)
-            .map_err(|e| DriverError::Retryable(format!("cannot write {file:?}: {e}")))?;
+        let body = serde_json::to_vec(&values(spec)).map_err(|source| DriverError::Encode {
+            what: "values",
+            source,
+        })?;
+        write_private(&file, &body).map_err(|source| DriverError::Io {
+            what: format!("cannot write {file:?}"),
+            source,
+        })?;
         let result = self.helm(&self.install_args(spec, &file)).await;
         let _ = std::fs::remove_file(&file);
         result
@@ -183,10 +192,15 @@ impl InfrastructureClient for HelmDriver {
     }
 
     async fn observe(&self, _cluster: ClusterId) -> Result<Observation, DriverError> {
-        Err(DriverError::Permanent(
+        Err(DriverError::Unsupported(
             "the helm driver cannot observe nodes (helm does not report readiness after \
-             install); use the kubernetes driver for that"
-                .into(),
+             install); use the kubernetes driver for that",
         ))
     }
+
+    // `repair` is the trait's no-op. Re-running `helm upgrade --install --wait` would put
+    // back what the chart made, but it is not cheap: it fetches the chart from its repository,
+    // writes a new release revision every time and waits for readiness for up to the driver's
+    // timeout, all under the cluster's lease. And the reconcile loop never gets as far as
+    // asking: it needs `observe`, which this driver cannot do.
 }

@@ -36,8 +36,10 @@ pub async fn run(w: &Worker, cmd: &ProvisionDbCluster) -> Result<Outcome, Handle
     let nodes = driver.provision(&spec).await?;
     crash::point("after_driver");
     crash::hold("after_driver").await;
-    let nodes_json = serde_json::to_string(&nodes)
-        .map_err(|e| HandlerError::Permanent(format!("cannot encode nodes: {e}")))?;
+    let nodes_json = serde_json::to_string(&nodes).map_err(|source| HandlerError::Encode {
+        what: "nodes",
+        source,
+    })?;
     let live = state::go_live(
         &mut conn,
         c,

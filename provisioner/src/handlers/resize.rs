@@ -14,7 +14,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use super::{HandlerError, Outcome, Worker, node_spec};
-use crate::drain::{self, DrainError};
+use crate::drain;
 use crate::{crash, secrets, state};
 use contract::qdrant::QdrantApi;
 
@@ -36,9 +36,7 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
     let driver = w.driver_for(c).await?;
     let secrets = secrets::load(&mut conn, &w.keyring, c.id)
         .await?
-        .ok_or_else(|| {
-            HandlerError::Permanent("the cluster has no secrets: it was never provisioned".into())
-        })?;
+        .ok_or(HandlerError::NoSecrets)?;
     let config = &cmd.db_configuration;
     let keep = config.num_nodes as usize;
     let current = stored_nodes(&mut conn, c.id).await?;
@@ -51,10 +49,7 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
         })
         .await;
         drop(reporter);
-        drained.map_err(|e| match e {
-            DrainError::WouldLoseData(reason) => HandlerError::Permanent(reason),
-            DrainError::NotYet(reason) => HandlerError::Retry(reason),
-        })?;
+        drained?;
         tracing::info!(cluster = %c.id, from = current.len(), to = keep,
             ms = started.elapsed().as_millis() as u64, "moved every shard off the leaving nodes");
         crash::point("after_drain");
@@ -110,10 +105,9 @@ async fn stored_nodes(
     let stored: Option<String> = conn.hget(contract::keyspace::cluster(id), "nodes").await?;
     match stored {
         None => Ok(Vec::new()),
-        Some(json) => serde_json::from_str(&json).map_err(|e| {
-            HandlerError::Permanent(format!(
-                "the stored nodes of the cluster are unreadable: {e}"
-            ))
+        Some(json) => serde_json::from_str(&json).map_err(|source| HandlerError::UnreadableJson {
+            what: "nodes of the cluster",
+            source,
         }),
     }
 }

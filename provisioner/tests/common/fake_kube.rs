@@ -1,8 +1,13 @@
 //! A **test double of the Kubernetes API server**: no API server can run on the build
 //! machines, so the kubernetes driver is tested against this HTTP server, which speaks the
-//! parts of the API the driver uses (server-side apply, get, list, watch, delete), plays the
-//! StatefulSet controller (status becomes ready after a configurable delay) and the namespace
-//! controller (a deleted namespace disappears with its objects), and records every request.
+//! parts of the API the driver uses (server-side apply, dry-run apply, get, list, watch,
+//! delete), plays the StatefulSet controller (status becomes ready after a configurable
+//! delay) and the namespace controller (a deleted namespace disappears with its objects), and
+//! records every request. Like the real API server, it does not write an apply that changes
+//! nothing (the object keeps its `resourceVersion`), and a dry-run apply answers with what
+//! the object would be, under its current `resourceVersion` (none if it does not exist).
+//! [`FakeKube::edit`] and [`FakeKube::remove`] change objects behind the driver's back, as
+//! `kubectl scale`, `kubectl edit` or `kubectl delete` would.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -201,7 +206,62 @@ impl FakeKube {
         });
     }
 
-    fn apply(&self, t: &Target, body: Value) -> Response {
+    fn key(group: &str, resource: &str, ns: Option<&str>, name: &str) -> Key {
+        (
+            group.to_owned(),
+            resource.to_owned(),
+            ns.map(str::to_owned),
+            name.to_owned(),
+        )
+    }
+
+    /// Changes an object as someone other than the driver would (`kubectl scale`, `kubectl
+    /// edit`): a new `resourceVersion`, a new `generation` if the spec changed, a watch event,
+    /// and for a StatefulSet its controller acting on the new spec.
+    pub fn edit(
+        &self,
+        group: &str,
+        resource: &str,
+        ns: Option<&str>,
+        name: &str,
+        change: impl FnOnce(&mut Value),
+    ) {
+        let key = Self::key(group, resource, ns, name);
+        let obj = {
+            let mut inner = self.inner.lock().unwrap();
+            inner.version += 1;
+            let version = inner.version;
+            let obj = inner.objects.get_mut(&key).expect("no such object to edit");
+            let spec = obj["spec"].clone();
+            change(obj);
+            if obj["spec"] != spec {
+                let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
+                obj["metadata"]["generation"] = json!(generation + 1);
+            }
+            obj["metadata"]["resourceVersion"] = json!(version.to_string());
+            obj.clone()
+        };
+        self.publish(key.clone(), "MODIFIED", obj);
+        if resource == "statefulsets" {
+            self.make_ready_later(key);
+        }
+    }
+
+    /// Deletes an object as `kubectl delete` would (namespaces excepted: see
+    /// `delete_namespace`).
+    pub fn remove(&self, group: &str, resource: &str, ns: Option<&str>, name: &str) {
+        let key = Self::key(group, resource, ns, name);
+        let obj = self
+            .inner
+            .lock()
+            .unwrap()
+            .objects
+            .remove(&key)
+            .expect("no such object to remove");
+        self.publish(key, "DELETED", obj);
+    }
+
+    fn apply(&self, t: &Target, body: Value, dry_run: bool) -> Response {
         let name = t.name.clone().unwrap_or_default();
         let key: Key = (
             t.group.clone(),
@@ -209,11 +269,10 @@ impl FakeKube {
             t.namespace.clone(),
             name.clone(),
         );
-        let (obj, created) = {
+        let (obj, created, changed) = {
             let mut inner = self.inner.lock().unwrap();
-            inner.version += 1;
-            let version = inner.version;
             let previous = inner.objects.get(&key).cloned();
+            let version = inner.version + 1;
             let mut obj = body;
             let generation = match &previous {
                 Some(p) if p["spec"] == obj["spec"] => {
@@ -241,16 +300,40 @@ impl FakeKube {
                     old_status
                 };
             }
-            inner.objects.insert(key.clone(), obj.clone());
-            (obj, previous.is_none())
+            // What a write would store, but for its version: equal to what is there is a
+            // no-op, which is not written and keeps the object's resourceVersion.
+            let unchanged = previous.as_ref().is_some_and(|p| {
+                let mut was = p.clone();
+                was["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"].clone();
+                was == obj
+            });
+            if let Some(p) = previous.as_ref().filter(|_| unchanged || dry_run) {
+                obj["metadata"]["resourceVersion"] = p["metadata"]["resourceVersion"].clone();
+            }
+            if dry_run {
+                if previous.is_none() {
+                    // Nothing was stored, so nothing has a version.
+                    if let Some(meta) = obj["metadata"].as_object_mut() {
+                        meta.remove("resourceVersion");
+                    }
+                }
+                return (StatusCode::OK, axum::Json(obj)).into_response();
+            }
+            if !unchanged {
+                inner.version = version;
+                inner.objects.insert(key.clone(), obj.clone());
+            }
+            (obj, previous.is_none(), !unchanged)
         };
-        self.publish(
-            key.clone(),
-            if created { "ADDED" } else { "MODIFIED" },
-            obj.clone(),
-        );
-        if t.resource == "statefulsets" {
-            self.make_ready_later(key);
+        if changed {
+            self.publish(
+                key.clone(),
+                if created { "ADDED" } else { "MODIFIED" },
+                obj.clone(),
+            );
+            if t.resource == "statefulsets" {
+                self.make_ready_later(key);
+            }
         }
         let code = if created {
             StatusCode::CREATED
@@ -425,7 +508,8 @@ async fn handle(State(fake): State<FakeKube>, headers: HeaderMap, req: Request) 
             let Some(obj) = body else {
                 return status(400, "BadRequest", "the body is not JSON");
             };
-            fake.apply(&t, obj)
+            let dry_run = q.get("dryRun").is_some_and(|d| d == "All");
+            fake.apply(&t, obj, dry_run)
         }
         (Method::GET, Some(name)) => {
             let key: Key = (

@@ -26,7 +26,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{DriverError, InfrastructureClient, NodeSpec, Observation};
+use super::{Drift, DriverError, InfrastructureClient, NodeSpec, Observation, Repair, Repaired};
 use crate::crash;
 use node::{NodeDir, NodeState};
 
@@ -55,8 +55,17 @@ pub struct LocalDriver {
     http: Client<HttpConnector, Empty<Bytes>>,
 }
 
-fn io_error(what: &str, e: std::io::Error) -> DriverError {
-    DriverError::Retryable(format!("{what}: {e}"))
+fn io_error(what: &str, source: std::io::Error) -> DriverError {
+    DriverError::Io {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+/// A node [`LocalDriver::ensure_node`] looked after, and whether it had to start its process.
+struct Ensured {
+    state: NodeState,
+    started: bool,
 }
 
 impl LocalDriver {
@@ -112,10 +121,10 @@ impl LocalDriver {
         let mut states = Vec::with_capacity(spec.num_nodes as usize);
         for index in 0..spec.num_nodes {
             let bootstrap = states.first().map(|n0: &NodeState| n0.p2p_port);
-            let state = self
+            let ensured = self
                 .ensure_node(spec, index, bootstrap, Mode::Create)
                 .await?;
-            states.extend(state);
+            states.extend(ensured.map(|e| e.state));
             if index == 0 {
                 crash::point("during_driver");
             }
@@ -124,16 +133,28 @@ impl LocalDriver {
     }
 
     /// Restarts the nodes of `spec` that exist on disk and are not running; creates none.
-    async fn restart_dead_nodes(&self, spec: &NodeSpec) -> Result<(), DriverError> {
+    /// Returns the indexes of the nodes it started.
+    async fn restart_dead_nodes(&self, spec: &NodeSpec) -> Result<Vec<u32>, DriverError> {
         let dir = self.cluster_dir(spec.cluster_id);
         let indexes = Self::node_indexes(&dir);
         let bootstrap = NodeDir::new(&dir, 0).load().map(|n0| n0.p2p_port);
+        let mut started = Vec::new();
         for index in indexes.into_iter().filter(|i| *i < spec.num_nodes) {
             let bootstrap = if index == 0 { None } else { bootstrap };
-            self.ensure_node(spec, index, bootstrap, Mode::Existing)
+            let ensured = self
+                .ensure_node(spec, index, bootstrap, Mode::Existing)
                 .await?;
+            if ensured.is_some_and(|e| e.started) {
+                started.push(index);
+            }
         }
-        Ok(())
+        Ok(started)
+    }
+
+    fn looks_after(&self, cluster: ClusterId) -> bool {
+        self.specs
+            .lock()
+            .is_ok_and(|specs| specs.contains_key(&cluster))
     }
 
     /// Adopts node `index` if it runs, starts it if not. In [`Mode::Existing`] a node that
@@ -144,7 +165,7 @@ impl LocalDriver {
         index: u32,
         bootstrap: Option<u16>,
         mode: Mode,
-    ) -> Result<Option<NodeState>, DriverError> {
+    ) -> Result<Option<Ensured>, DriverError> {
         let dir = NodeDir::new(&self.cluster_dir(spec.cluster_id), index);
         let (bin, host, spec) = (self.bin.clone(), self.host, spec.clone());
         let started = tokio::task::spawn_blocking(move || {
@@ -186,10 +207,12 @@ impl LocalDriver {
             }
             let child = node::spawn(&bin, host, &dir, &spec, &state, bootstrap).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    DriverError::Retryable(format!(
-                        "the Qdrant binary {bin:?} was not found: install Qdrant or point \
-                         QDRANT_BIN at it"
-                    ))
+                    DriverError::ProgramMissing {
+                        program: "the Qdrant binary",
+                        path: bin.clone(),
+                        hint: "install Qdrant or point QDRANT_BIN at it",
+                        source: e,
+                    }
                 } else {
                     io_error(&format!("cannot start {bin:?}"), e)
                 }
@@ -201,14 +224,18 @@ impl LocalDriver {
             Ok(Some((state, Some(child))))
         })
         .await
-        .map_err(|e| DriverError::Retryable(format!("node start task failed: {e}")))??;
+        .map_err(|source| DriverError::Task {
+            what: "node start task",
+            source,
+        })??;
         let Some((state, child)) = started else {
             return Ok(None);
         };
+        let started = child.is_some();
         if let (Some(child), Ok(mut children)) = (child, self.children.lock()) {
             children.insert(child.id(), child);
         }
-        Ok(Some(state))
+        Ok(Some(Ensured { state, started }))
     }
 
     fn endpoints(&self, states: &[NodeState]) -> Vec<NodeEndpoint> {
@@ -262,12 +289,12 @@ impl LocalDriver {
                         format!("node {i}: {}", d.log_tail(3))
                     })
                     .collect();
-                return Err(DriverError::Retryable(format!(
-                    "nodes {waiting:?} were not ready after {}s (logs under {}): {}",
-                    self.ready_timeout.as_secs(),
-                    dir.display(),
-                    logs.join("; ")
-                )));
+                return Err(DriverError::NodesNotReady {
+                    nodes: waiting,
+                    waited: self.ready_timeout,
+                    log_dir: dir,
+                    logs: logs.join("; "),
+                });
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
@@ -340,7 +367,10 @@ impl LocalDriver {
             Ok::<_, DriverError>(())
         })
         .await
-        .map_err(|e| DriverError::Retryable(format!("node stop task failed: {e}")))??;
+        .map_err(|source| DriverError::Task {
+            what: "node stop task",
+            source,
+        })??;
         self.reap();
         Ok(())
     }
@@ -416,6 +446,32 @@ impl InfrastructureClient for LocalDriver {
         Ok(Observation {
             desired: u32::try_from(states.len()).unwrap_or(u32::MAX),
             ready,
+        })
+    }
+
+    /// The supervisor restarts, within a second, the dead nodes of every cluster this worker
+    /// looks after, so for those there is nothing to repair here (and racing it would only
+    /// take the node locks twice). A cluster it does not look after has nobody to restart its
+    /// nodes: one that was not adopted when the worker started (Redis unreachable then, say),
+    /// or whose worker is gone while this one shares its data directory. Repair takes it
+    /// over, as adoption does, and starts its stopped nodes on their own ports and storage.
+    /// A node whose directory is gone is not made again: its data went with it, and a new
+    /// node would get new ports, which is a resize's business, not a repair's.
+    async fn repair(&self, spec: &NodeSpec) -> Result<Repair, DriverError> {
+        if self.looks_after(spec.cluster_id) {
+            return Ok(Repair::default());
+        }
+        self.remember(spec);
+        let started = self.restart_dead_nodes(spec).await?;
+        Ok(Repair {
+            repaired: started
+                .into_iter()
+                .map(|i| Repaired {
+                    object: "node",
+                    name: format!("node-{i}"),
+                    drift: Drift::Stopped,
+                })
+                .collect(),
         })
     }
 }
