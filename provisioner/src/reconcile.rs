@@ -201,6 +201,7 @@ async fn judge_and_record(
     tracing::info!(cluster = %id, from = %c.phase, to = %verdict.phase, reason = %verdict.reason, "the cluster's state changed");
     state::go_live(
         &mut conn,
+        &worker.holder,
         &c,
         state::Change {
             from: &OWNED,
@@ -452,8 +453,15 @@ mod tests {
             };
             3
         ];
+        // As a provision does it: under the cluster's lease.
+        let lease =
+            crate::lease::Lease::acquire(&mut conn, c.id, &h.worker.holder, h.worker.lease_ttl)
+                .await
+                .unwrap()
+                .unwrap();
         let live = state::go_live(
             &mut conn,
+            &h.worker.holder,
             &c,
             state::Change {
                 from: &[Phase::Creating],
@@ -468,6 +476,7 @@ mod tests {
         .await
         .unwrap();
         assert!(live);
+        lease.release(&mut conn).await.unwrap();
 
         let metrics = Metrics::new().unwrap();
         let mut seen = HashMap::new();

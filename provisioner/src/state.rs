@@ -72,9 +72,25 @@ pub async fn region_driver(
         })
 }
 
-/// Moves the cluster to `to` if it is in one of `from`; `false` if it had moved on.
+/// What a script answers when `holder` no longer holds the cluster's lease: nothing written.
+const NOT_HOLDER: &str = "NOT_HOLDER";
+
+/// The lease check every state change below makes inside its script (fencing): a worker that
+/// lost the cluster's lease while its handler ran (paused past the lease, cut off from Redis)
+/// writes nothing, so two workers never both change one cluster.
+fn fenced(reply: &[String]) -> Result<(), HandlerError> {
+    if reply.first().map(String::as_str) == Some(NOT_HOLDER) {
+        Err(HandlerError::LeaseLost)
+    } else {
+        Ok(())
+    }
+}
+
+/// Moves the cluster to `to` if it is in one of `from`; `false` if it had moved on. Only
+/// while `holder` holds the cluster's lease ([`HandlerError::LeaseLost`] otherwise).
 pub async fn set_phase_if(
     conn: &mut ConnectionManager,
+    holder: &str,
     id: ClusterId,
     from: &[Phase],
     to: Phase,
@@ -84,15 +100,18 @@ pub async fn set_phase_if(
     let expected = expected_phases(from);
     let mut invocation = SET_PHASE_IF.key(keyspace::cluster(id));
     invocation
+        .key(keyspace::cluster_lease(id))
         .arg(keyspace::PREFIX)
         .arg(now())
         .arg(expected.join(","))
         .arg(to.as_str())
-        .arg(reason);
+        .arg(reason)
+        .arg(holder);
     for (field, value) in extra {
         invocation.arg(*field).arg(value);
     }
     let reply: Vec<String> = invocation.invoke_async(conn).await?;
+    fenced(&reply)?;
     Ok(reply.first().map(String::as_str) == Some("SET"))
 }
 
@@ -145,9 +164,11 @@ pub struct Change<'a> {
 
 /// Moves the cluster to `change.to` and stores and publishes its route in that phase, in one
 /// step, if the cluster is still where the change expects it. `false` when it had moved on
-/// (deleted, or changed again): nothing was written, and nothing published.
+/// (deleted, or changed again): nothing was written, and nothing published. Only while
+/// `holder` holds the cluster's lease ([`HandlerError::LeaseLost`] otherwise).
 pub async fn go_live(
     conn: &mut ConnectionManager,
+    holder: &str,
     cluster: &contract::cluster::Cluster,
     change: Change<'_>,
 ) -> Result<bool, HandlerError> {
@@ -157,6 +178,7 @@ pub async fn go_live(
     let mut invocation = GO_LIVE.key(keyspace::cluster(cluster.id));
     invocation
         .key(keyspace::routes())
+        .key(keyspace::cluster_lease(cluster.id))
         .arg(keyspace::PREFIX)
         .arg(now())
         .arg(expected.join(","))
@@ -167,11 +189,13 @@ pub async fn go_live(
         .arg(json)
         .arg(version)
         .arg(event)
-        .arg(keyspace::EVENTS_CHANNEL);
+        .arg(keyspace::EVENTS_CHANNEL)
+        .arg(holder);
     for (field, value) in change.extra {
         invocation.arg(*field).arg(value);
     }
     let reply: Vec<String> = invocation.invoke_async(conn).await?;
+    fenced(&reply)?;
     Ok(reply.first().map(String::as_str) == Some("SET"))
 }
 
@@ -183,9 +207,11 @@ pub enum Finished {
     Overtaken(String),
 }
 
-/// Records a finished resize with its nodes and HEALTHY route, in one step (see the script).
+/// Records a finished resize with its nodes and HEALTHY route, in one step (see the script),
+/// while `holder` holds the cluster's lease.
 pub async fn finish_resize(
     conn: &mut ConnectionManager,
+    holder: &str,
     cluster: &contract::cluster::Cluster,
     generation: u64,
     nodes: Vec<NodeEndpoint>,
@@ -200,6 +226,7 @@ pub async fn finish_resize(
     let reply: Vec<String> = FINISH_RESIZE
         .key(keyspace::cluster(cluster.id))
         .key(keyspace::routes())
+        .key(keyspace::cluster_lease(cluster.id))
         .arg(keyspace::PREFIX)
         .arg(now())
         .arg(generation)
@@ -209,28 +236,134 @@ pub async fn finish_resize(
         .arg(event)
         .arg(keyspace::EVENTS_CHANNEL)
         .arg(nodes_json)
+        .arg(holder)
         .invoke_async(conn)
         .await?;
+    fenced(&reply)?;
     Ok(match reply.first().map(String::as_str) {
         Some("DONE") => Finished::Done,
         _ => Finished::Overtaken(reply.join(" ")),
     })
 }
 
+/// Records a finished deprovision (see the script), while `holder` holds the lease.
 pub async fn finish_deprovision(
     conn: &mut ConnectionManager,
+    holder: &str,
     id: ClusterId,
 ) -> Result<(), HandlerError> {
-    let _: Vec<String> = FINISH_DEPROVISION
+    let reply: Vec<String> = FINISH_DEPROVISION
         .key(keyspace::cluster(id))
         .key(keyspace::routes())
         .key(keyspace::config_version())
         .key(keyspace::cluster_secrets(id))
+        .key(keyspace::cluster_lease(id))
         .arg(keyspace::PREFIX)
         .arg(now())
         .arg(id.to_string())
         .arg(keyspace::EVENTS_CHANNEL)
+        .arg(holder)
         .invoke_async(conn)
         .await?;
-    Ok(())
+    fenced(&reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::Drivers;
+    use crate::lease::Lease;
+    use crate::testing::Harness;
+    use contract::region::Driver;
+
+    fn creds(h: &Harness, id: ClusterId) -> UpstreamCredentials {
+        let seal = |kind: contract::keyscheme::SecretKind| {
+            h.worker
+                .keyring
+                .seal(b"Zq8vN3xR7tLp2WcY5kHm9JdF4sBg6QaE", &kind.seal_context(id))
+                .unwrap()
+        };
+        UpstreamCredentials {
+            read_write: seal(contract::keyscheme::SecretKind::ReadWrite),
+            read_only: seal(contract::keyscheme::SecretKind::ReadOnly),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_lost_its_lease_writes_nothing() {
+        let h = Harness::start(Drivers::default()).await;
+        h.region(Driver::Local).await;
+        let c = h.cluster(Phase::Creating, 1).await;
+        let mut conn = h.conn();
+        // Another worker took the lease (this one paused past its TTL).
+        let _thief = Lease::acquire(&mut conn, c.id, "another-worker", h.worker.lease_ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        let change = |creds| Change {
+            from: &[Phase::Creating],
+            generation: None,
+            to: Phase::Healthy,
+            reason: "",
+            nodes: vec![NodeEndpoint {
+                rest: "127.0.0.1:1".into(),
+                grpc: "127.0.0.1:2".into(),
+            }],
+            credentials: creds,
+            extra: &[],
+        };
+        let holder = h.worker.holder.clone();
+        let err = go_live(&mut conn, &holder, &c, change(creds(&h, c.id)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HandlerError::LeaseLost), "{err}");
+        let err = set_phase_if(
+            &mut conn,
+            &holder,
+            c.id,
+            &[Phase::Creating],
+            Phase::NotReady,
+            "x",
+            &[],
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, HandlerError::LeaseLost), "{err}");
+        let err = finish_resize(
+            &mut conn,
+            &holder,
+            &c,
+            c.generation,
+            vec![],
+            creds(&h, c.id),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, HandlerError::LeaseLost), "{err}");
+        let err = finish_deprovision(&mut conn, &holder, c.id)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HandlerError::LeaseLost), "{err}");
+        assert_eq!(
+            h.cluster_field(c.id, "phase").await.as_deref(),
+            Some("CREATING")
+        );
+        let route: Option<String> = conn
+            .hget(keyspace::routes(), c.id.to_string())
+            .await
+            .unwrap();
+        assert_eq!(route, None, "no route was published");
+
+        // The holder itself writes.
+        let thief = change(creds(&h, c.id));
+        assert!(
+            go_live(&mut conn, "another-worker", &c, thief)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            h.cluster_field(c.id, "phase").await.as_deref(),
+            Some("HEALTHY")
+        );
+    }
 }

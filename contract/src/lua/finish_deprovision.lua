@@ -2,8 +2,11 @@
 -- (and handed to waiting claims), the secrets dropped, the phase DELETED. Idempotent.
 --
 -- KEYS[1] cluster hash  KEYS[2] routes hash  KEYS[3] version counter  KEYS[4] cluster secrets
+-- KEYS[5] cluster lease
 -- ARGV[1] key prefix  ARGV[2] now  ARGV[3] cluster id  ARGV[4] events channel
--- Returns { 'NOT_FOUND' } | { 'DELETED', version }.
+-- ARGV[5] lease holder
+-- Returns { 'NOT_HOLDER' } | { 'NOT_FOUND' } | { 'DELETED', version }.
+if not holds_lease(KEYS[5], ARGV[5]) then return { 'NOT_HOLDER' } end
 local c = redis.call('HMGET', KEYS[1], 'phase', 'cloud_provider', 'cloud_region', 'endpoint')
 if not c[1] then return { 'NOT_FOUND' } end
 if c[1] == 'DELETED' then return { 'DELETED', '' } end

@@ -4,12 +4,13 @@
 -- (generation moved on) or by a delete (phase moved on) changes nothing and publishes
 -- nothing: the newer command publishes its own route.
 --
--- KEYS[1] cluster hash  KEYS[2] routes hash
+-- KEYS[1] cluster hash  KEYS[2] routes hash  KEYS[3] cluster lease
 -- ARGV[1] key prefix  ARGV[2] now  ARGV[3] generation the worker finished
 -- ARGV[4] cluster id  ARGV[5] route JSON (phase HEALTHY)  ARGV[6] route version
--- ARGV[7] event JSON  ARGV[8] events channel  ARGV[9] nodes JSON
--- Returns { 'NOT_FOUND' } | { 'STALE', current generation } | { 'SKIPPED', phase }
---       | { 'DONE', claims allocated }.
+-- ARGV[7] event JSON  ARGV[8] events channel  ARGV[9] nodes JSON  ARGV[10] lease holder
+-- Returns { 'NOT_HOLDER' } | { 'NOT_FOUND' } | { 'STALE', current generation }
+--       | { 'SKIPPED', phase } | { 'DONE', claims allocated }.
+if not holds_lease(KEYS[3], ARGV[10]) then return { 'NOT_HOLDER' } end
 local c = redis.call('HMGET', KEYS[1], 'phase', 'generation', 'configuration',
   'cloud_provider', 'cloud_region')
 if not c[1] then return { 'NOT_FOUND' } end

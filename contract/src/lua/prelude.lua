@@ -15,6 +15,11 @@ local K_STREAM = P .. 'commands'
 
 local function num(v) return tonumber(v or '0') or 0 end
 
+-- Fencing: whether `holder` still holds the cluster lease at `lease_key`. A worker that lost
+-- its lease (paused past its TTL, cut off from Redis) may still be running a handler; every
+-- write a handler makes is refused unless the lease is still its own.
+local function holds_lease(lease_key, holder) return redis.call('GET', lease_key) == holder end
+
 -- Free capacity of a region, per dimension.
 local function free_of(region_key)
   local v = redis.call('HMGET', region_key,

@@ -20,6 +20,6 @@ pub async fn run(w: &Worker, cmd: &DeprovisionDbCluster) -> Result<Outcome, Hand
     }
     let driver = w.driver_for(c).await?;
     driver.deprovision(c.id).await?;
-    state::finish_deprovision(&mut conn, c.id).await?;
+    state::finish_deprovision(&mut conn, &w.holder, c.id).await?;
     Ok(Outcome::Done)
 }

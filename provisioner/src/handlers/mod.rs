@@ -91,7 +91,7 @@ pub enum HandlerError {
     /// The handler panicked; the text is the panic's message.
     #[error("the handler failed unexpectedly ({0}); retrying")]
     Panic(String),
-    #[error("lost the cluster's lease (Redis unreachable for longer than the lease); retrying")]
+    #[error("lost the cluster's lease (not renewed in time, or taken by another worker); retrying")]
     LeaseLost,
 }
 

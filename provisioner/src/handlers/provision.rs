@@ -42,6 +42,7 @@ pub async fn run(w: &Worker, cmd: &ProvisionDbCluster) -> Result<Outcome, Handle
     })?;
     let live = state::go_live(
         &mut conn,
+        &w.holder,
         c,
         state::Change {
             from: &[Phase::Creating, Phase::FailedToCreate],

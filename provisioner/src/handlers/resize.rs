@@ -43,7 +43,7 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
     if keep < current.len() {
         let started = std::time::Instant::now();
         let api = QdrantApi::new(&secrets.read_write, QDRANT_TIMEOUT);
-        let reporter = progress_reporter(conn.clone(), c.id, keep, current.len());
+        let reporter = progress_reporter(conn.clone(), w.holder.clone(), c.id, keep, current.len());
         let drained = drain::drain(&api, &current, keep, |moved, total| {
             let _ = reporter.send((moved, total));
         })
@@ -57,6 +57,7 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
         // stop sending to them before they stop, unless the cluster moved on meanwhile.
         let still_resizing = state::go_live(
             &mut conn,
+            &w.holder,
             c,
             state::Change {
                 from: &[Phase::Resizing, Phase::FailedToUpdate],
@@ -85,7 +86,16 @@ pub async fn run(w: &Worker, cmd: &ResizeDbCluster) -> Result<Outcome, HandlerEr
         "the driver resized the cluster");
     crash::point("after_resize_driver");
     crash::hold("after_resize_driver").await;
-    match state::finish_resize(&mut conn, c, cmd.generation, nodes, secrets.sealed).await? {
+    match state::finish_resize(
+        &mut conn,
+        &w.holder,
+        c,
+        cmd.generation,
+        nodes,
+        secrets.sealed,
+    )
+    .await?
+    {
         state::Finished::Done => {}
         state::Finished::Overtaken(why) => {
             tracing::info!(cluster = %c.id, %why, "a newer change or a delete overtook this resize");
@@ -116,6 +126,7 @@ async fn stored_nodes(
 /// task of its own so the drain never waits on Redis for it.
 fn progress_reporter(
     mut conn: ConnectionManager,
+    holder: String,
     id: contract::ids::ClusterId,
     keep: usize,
     from: usize,
@@ -130,6 +141,7 @@ fn progress_reporter(
             );
             let _ = state::set_phase_if(
                 &mut conn,
+                &holder,
                 id,
                 &[Phase::Resizing],
                 Phase::Resizing,
