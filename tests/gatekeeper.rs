@@ -1105,3 +1105,56 @@ async fn gatekeeper_holds_only_the_gateway_key_and_old_sealed_values_are_reseale
     );
     assert!(certs::store::load_ca(&mut conn, &gateway).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_header_block_is_431_before_any_upstream_work() {
+    let mut p = Platform::start().await;
+    let (_, id, key, rest, _) = one_node_behind_a_gateway(&mut p, &[]).await;
+    let ca = p.ca_pem();
+    let url = format!("https://{id}.dev.local.localhost:{rest}/collections");
+    let route: contract::route::RouteRecord = {
+        let json: String = redis::cmd("HGET")
+            .arg(contract::keyspace::routes())
+            .arg(&id)
+            .query(&mut p.redis())
+            .unwrap();
+        serde_json::from_str(&json).unwrap()
+    };
+    let node = route.nodes[0].rest.clone();
+    let send = |alpn: &'static [&'static str], filler: usize| {
+        let (ca, url, key) = (ca.clone(), url.clone(), key.clone());
+        async move {
+            let c = Https::new(&ca, format!("127.0.0.1:{rest}").parse().unwrap(), alpn);
+            c.send(
+                http::Request::get(&url)
+                    .header("api-key", key)
+                    .header("x-filler", "a".repeat(filler))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    for alpn in [&["http/1.1"][..], &["h2"][..]] {
+        let before = standin_requests(&node).await;
+        // Real Qdrant takes even 100 KiB of headers; the gateway stops at 32 KiB, as nginx.
+        let big = send(alpn, 40 * 1024).await;
+        assert_eq!(big.status, 431, "{alpn:?}: {}", big.body);
+        let body: Value = serde_json::from_str(&big.body).unwrap();
+        assert!(
+            body["status"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("too large")),
+            "{}",
+            big.body
+        );
+        assert_eq!(
+            standin_requests(&node).await,
+            before,
+            "the node saw nothing"
+        );
+        let fine = send(alpn, 20 * 1024).await;
+        assert_eq!(fine.status, 200, "{alpn:?}: {}", fine.body);
+    }
+}

@@ -12,6 +12,8 @@ use pingora::proxy::Session;
 pub enum Refusal {
     /// The request's framing is ambiguous or broken (a smuggling attempt, or a bad client).
     BadRequest,
+    /// The request line and header fields are larger than the gateway accepts.
+    HeaderTooLarge,
     /// No key, a malformed or forged key, an expired or revoked key, a key of another cluster.
     Unauthenticated,
     /// The key is genuine but its scope does not allow this request.
@@ -41,6 +43,7 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Refusal::BadRequest => 400,
+            Refusal::HeaderTooLarge => 431,
             Refusal::Unauthenticated => 401,
             Refusal::Forbidden(_) => 403,
             Refusal::UnknownHost => 404,
@@ -53,14 +56,15 @@ impl Refusal {
         }
     }
 
-    /// gRPC status: 16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED,
-    /// 5 NOT_FOUND, 14 UNAVAILABLE, 13 INTERNAL.
+    /// gRPC status: 16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED (also for
+    /// oversized metadata, as gRPC's own servers answer it), 5 NOT_FOUND, 14 UNAVAILABLE,
+    /// 13 INTERNAL.
     pub fn grpc_code(&self) -> u8 {
         match self {
             Refusal::BadRequest => 3,
             Refusal::Unauthenticated => 16,
             Refusal::Forbidden(_) => 7,
-            Refusal::RateLimited { .. } | Refusal::Overloaded => 8,
+            Refusal::RateLimited { .. } | Refusal::Overloaded | Refusal::HeaderTooLarge => 8,
             Refusal::UnknownHost => 5,
             Refusal::Misdirected
             | Refusal::NotReady
@@ -73,6 +77,11 @@ impl Refusal {
     pub fn message(&self) -> String {
         match self {
             Refusal::BadRequest => "Bad request: ambiguous or malformed message framing".to_owned(),
+            Refusal::HeaderTooLarge => {
+                "Request header fields too large: the request line and headers exceed the \
+                 gateway's limit"
+                    .to_owned()
+            }
             Refusal::Unauthenticated => UNAUTHENTICATED.to_owned(),
             Refusal::Forbidden(m) => m.clone(),
             Refusal::UnknownHost => "Not found: no cluster is served at this host".to_owned(),

@@ -77,6 +77,12 @@ pub struct GatekeeperConfig {
     #[arg(long, env = "LYRA_UPSTREAM_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub upstream_idle_timeout_secs: u64,
 
+    /// The largest request line and header block accepted (bytes, each field counted as
+    /// `name: value` and its line end); more is refused with 431 before any upstream work.
+    /// nginx allows 32 KiB in all by default, Envoy 60 KiB.
+    #[arg(long, env = "LYRA_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
+
     /// Full resync from Redis this often (seconds), on top of every reconnect.
     #[arg(long, env = "LYRA_RESYNC_SECS", default_value_t = 60)]
     pub resync_secs: u64,

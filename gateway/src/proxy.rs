@@ -87,6 +87,15 @@ fn sent_both_lengths(session: &Session) -> bool {
 }
 
 /// A request whose body length could be read two ways: the shape of request smuggling.
+/// The size of the request line and header block as sent on HTTP/1.1: `METHOD URI HTTP/1.1`,
+/// then `name: value` and CRLF per field.
+fn header_bytes(req: &RequestHeader) -> usize {
+    let line = req.method.as_str().len() + req.raw_path().len() + 11;
+    req.headers.iter().fold(line, |n, (name, value)| {
+        n + name.as_str().len() + value.len() + 4
+    })
+}
+
 fn ambiguous_framing(req: &RequestHeader) -> bool {
     let lengths = req
         .headers
@@ -111,6 +120,9 @@ impl Gatekeeper {
     async fn admit(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<(), Refusal> {
         let s = &self.state;
         let req = session.req_header();
+        if header_bytes(req) > s.config.max_header_bytes {
+            return Err(Refusal::HeaderTooLarge);
+        }
         if ambiguous_framing(req) || sent_both_lengths(session) {
             return Err(Refusal::BadRequest);
         }
