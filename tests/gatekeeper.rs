@@ -1158,3 +1158,168 @@ async fn an_oversized_header_block_is_431_before_any_upstream_work() {
         assert_eq!(fine.status, 200, "{alpn:?}: {}", fine.body);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_published_by_host_name_are_resolved_and_an_unresolvable_one_is_skipped() {
+    let mut p = Platform::start().await;
+    let (_, id, key, _, _) = one_node_behind_a_gateway(&mut p, &[]).await;
+    p.stop_gatekeeper();
+    // As the kubernetes driver publishes them: names, one of which does not resolve.
+    let mut conn = p.redis();
+    let json: String = redis::cmd("HGET")
+        .arg(contract::keyspace::routes())
+        .arg(&id)
+        .query(&mut conn)
+        .unwrap();
+    let mut route: contract::route::RouteRecord = serde_json::from_str(&json).unwrap();
+    let node = route.nodes[0].clone();
+    let by_name = |addr: &str| addr.replace("127.0.0.1", "localhost");
+    route.nodes = vec![
+        contract::route::NodeEndpoint {
+            rest: "qdrant-0.no-such-cluster.invalid:6333".into(),
+            grpc: "qdrant-0.no-such-cluster.invalid:6334".into(),
+        },
+        contract::route::NodeEndpoint {
+            rest: by_name(&node.rest),
+            grpc: by_name(&node.grpc),
+        },
+    ];
+    let _: () = redis::cmd("HSET")
+        .arg(contract::keyspace::routes())
+        .arg(&id)
+        .arg(serde_json::to_string(&route).unwrap())
+        .query(&mut conn)
+        .unwrap();
+    let before = standin_requests(&node.rest).await;
+    let (rest, _) = p.start_gatekeeper().await;
+    let ca = p.ca_pem();
+    for _ in 0..6 {
+        assert_eq!(status_of(&ca, rest, &id, &key).await, Some(200));
+    }
+    assert_eq!(
+        standin_requests(&node.rest).await,
+        before + 6,
+        "every request reached the node"
+    );
+    let admin = p.gatekeeper.as_ref().unwrap().admin;
+    let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatekeeper"),
+        "the gateway is alive and serving its metrics"
+    );
+}
+
+/// Points the cluster's route at `nodes` (the gateway is restarted to load it).
+async fn reroute(p: &mut Platform, id: &str, nodes: Vec<contract::route::NodeEndpoint>) -> u16 {
+    p.stop_gatekeeper();
+    let mut conn = p.redis();
+    let json: String = redis::cmd("HGET")
+        .arg(contract::keyspace::routes())
+        .arg(id)
+        .query(&mut conn)
+        .unwrap();
+    let mut route: contract::route::RouteRecord = serde_json::from_str(&json).unwrap();
+    route.nodes = nodes;
+    let _: () = redis::cmd("HSET")
+        .arg(contract::keyspace::routes())
+        .arg(id)
+        .arg(serde_json::to_string(&route).unwrap())
+        .query(&mut conn)
+        .unwrap();
+    p.start_gatekeeper().await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_retried_on_the_next_node_only_when_nothing_was_sent() {
+    let mut p = Platform::start().await;
+    let (_, id, key, _, _) = one_node_behind_a_gateway(&mut p, &[]).await;
+    let live = {
+        let json: String = redis::cmd("HGET")
+            .arg(contract::keyspace::routes())
+            .arg(&id)
+            .query(&mut p.redis())
+            .unwrap();
+        serde_json::from_str::<contract::route::RouteRecord>(&json)
+            .unwrap()
+            .nodes[0]
+            .clone()
+    };
+    let ca = p.ca_pem();
+    let post = |rest: u16| {
+        let (ca, id, key) = (ca.clone(), id.clone(), key.clone());
+        async move {
+            let url =
+                format!("https://{id}.dev.local.localhost:{rest}/collections/c/points/search");
+            tls_client(&ca, rest)
+                .send(
+                    http::Request::post(&url)
+                        .header("api-key", key)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(
+                            b"{\"vector\":[0.1],\"limit\":1}",
+                        )))
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+                .status
+        }
+    };
+
+    // A node that refuses connections: nothing was sent, so every request goes on to the next.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let refusing = contract::route::NodeEndpoint {
+        rest: closed_addr.clone(),
+        grpc: closed_addr,
+    };
+    let rest = reroute(&mut p, &id, vec![refusing, live.clone()]).await;
+    let before = standin_requests(&live.rest).await;
+    for _ in 0..4 {
+        assert_ne!(
+            post(rest).await,
+            502,
+            "a refused connection is retried on the next node"
+        );
+    }
+    assert_eq!(standin_requests(&live.rest).await, before + 4);
+
+    // A node that takes the request and then drops the connection: the request may have been
+    // acted on, so it is not sent again to another node.
+    let dropper = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dropper_addr = dropper.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = dropper.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+            drop(s);
+        }
+    });
+    let dropping = contract::route::NodeEndpoint {
+        rest: dropper_addr.clone(),
+        grpc: dropper_addr,
+    };
+    let rest = reroute(&mut p, &id, vec![dropping, live.clone()]).await;
+    let before = standin_requests(&live.rest).await;
+    let mut failed = 0;
+    for _ in 0..6 {
+        if post(rest).await == 502 {
+            failed += 1;
+        }
+    }
+    let reached = standin_requests(&live.rest).await - before;
+    assert_eq!(
+        failed, 3,
+        "round-robin sends every other request to the dropping node"
+    );
+    assert_eq!(
+        reached, 3,
+        "none of the dropped requests was sent to the live node"
+    );
+}

@@ -56,7 +56,13 @@ fn route(ring: &Keyring, config: &GatekeeperConfig, secret: &ClusterSecret, vers
         limits: RateLimits::default(),
         version,
     };
-    Route::from_record(record, ring, config).expect("route")
+    Route::from_record(
+        record,
+        ring,
+        config,
+        &gateway::upstream::Resolved::default(),
+    )
+    .expect("route")
 }
 
 fn table(n: usize, ring: &Keyring, config: &GatekeeperConfig) -> (RouteTable, Vec<ClusterId>) {

@@ -1,6 +1,5 @@
 //! Credentials: the one a client presents, and the one GateKeeper sends upstream instead.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use contract::api_key::CollectionRule;
@@ -40,7 +39,7 @@ struct Claims<'a> {
 /// collection-scoped keys, one per key, reused until near their expiry, kept as the whole
 /// `Authorization` value so a request costs no formatting.
 pub struct JwtMinter {
-    cache: Cache<KeyId, Arc<str>>,
+    cache: Cache<KeyId, http::HeaderValue>,
 }
 
 impl Default for JwtMinter {
@@ -56,7 +55,12 @@ impl Default for JwtMinter {
 
 impl JwtMinter {
     /// `Bearer <jwt>` for `key`.
-    pub fn token(&self, key: KeyId, route: &Route, rules: &[CollectionRule]) -> Option<Arc<str>> {
+    pub fn token(
+        &self,
+        key: KeyId,
+        route: &Route,
+        rules: &[CollectionRule],
+    ) -> Option<http::HeaderValue> {
         if let Some(t) = self.cache.get(&key) {
             return Some(t);
         }
@@ -67,7 +71,8 @@ impl JwtMinter {
             &route.jwt_key,
         )
         .ok()?;
-        let jwt: Arc<str> = Arc::from(format!("Bearer {jwt}"));
+        let mut jwt = http::HeaderValue::from_str(&format!("Bearer {jwt}")).ok()?;
+        jwt.set_sensitive(true);
         self.cache.insert(key, jwt.clone());
         Some(jwt)
     }

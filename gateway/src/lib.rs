@@ -13,6 +13,7 @@
 //! | `proxy` | the `ProxyHttp` hooks |
 //! | `tls` | SNI-selected certificates and the SNI/Host check |
 //! | `sync` | snapshot + pub/sub + resync |
+//! | `upstream` | nodes as ready peers; their names resolved off the request path |
 //! | `usage` | per-cluster request and byte counters, flushed to Redis |
 //! | `admin`, `metrics` | `/metrics`, `/healthz`, `/readyz` |
 
@@ -32,6 +33,7 @@ pub mod scope;
 mod state;
 mod sync;
 mod tls;
+pub mod upstream;
 mod usage;
 
 use std::sync::Arc;
@@ -94,7 +96,6 @@ pub fn run(
         proxy::Gatekeeper {
             state: state.clone(),
             grpc: false,
-            timeouts: config.upstream_timeouts(),
         },
         "GateKeeper REST",
     );
@@ -111,7 +112,6 @@ pub fn run(
         proxy::Gatekeeper {
             state: state.clone(),
             grpc: true,
-            timeouts: config.upstream_timeouts(),
         },
         "GateKeeper gRPC",
     );

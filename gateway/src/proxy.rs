@@ -20,27 +20,29 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, Result};
 
 use crate::answers::Refusal;
-use crate::config::UpstreamTimeouts;
 use crate::credential::presented;
 use crate::route_table::Route;
 use crate::scope;
 use crate::state::GatewayState;
 use crate::tls;
+use crate::upstream::Resolved;
 
 pub struct Gatekeeper {
     pub state: Arc<GatewayState>,
     /// This listener serves gRPC (h2) rather than REST.
     pub grpc: bool,
-    /// Every upstream connection's timeouts (pingora sets none by default).
-    pub timeouts: UpstreamTimeouts,
 }
 
 /// What one request carries between hooks.
 pub struct Ctx {
     route: Option<Arc<Route>>,
     /// The header GateKeeper sends upstream in place of the client's credential.
-    upstream: Option<(&'static str, Arc<str>)>,
+    upstream: Option<(&'static str, http::HeaderValue)>,
     tries: usize,
+    /// Where this request started in the route's round-robin order.
+    start: Option<usize>,
+    /// The nodes tried so far (bit `i` for node `i`): a retry goes to another one.
+    tried: u128,
     /// The node of the current try.
     node: Option<usize>,
     started: Instant,
@@ -235,8 +237,14 @@ impl Gatekeeper {
                     .flatten()
                     .and_then(|json| {
                         serde_json::from_str::<contract::route::RouteRecord>(&json).ok()
-                    })
-                    .and_then(|record| Route::from_record(record, &s.keyring, &s.config).ok());
+                    });
+                let found = match found {
+                    Some(record) => {
+                        let resolved = Resolved::of([&record]).await;
+                        Route::from_record(record, &s.keyring, &s.config, &resolved).ok()
+                    }
+                    None => None,
+                };
                 match found {
                     Some(route) => {
                         s.routes.upsert(route);
@@ -261,6 +269,8 @@ impl ProxyHttp for Gatekeeper {
             route: None,
             upstream: None,
             tries: 0,
+            start: None,
+            tried: 0,
             node: None,
             started: Instant::now(),
             in_flight: None,
@@ -281,33 +291,19 @@ impl ProxyHttp for Gatekeeper {
         let route = ctx.route.as_ref().ok_or_else(|| {
             Error::explain(pingora::ErrorType::InternalError, "no route admitted")
         })?;
-        let skip = ctx.tries;
         ctx.tries += 1;
-        let order = route.nodes_from_next();
-        let (index, node) = order
-            .get(skip.min(order.len().saturating_sub(1)))
-            .copied()
-            .ok_or_else(|| {
-                Error::explain(
-                    pingora::ErrorType::ConnectNoRoute,
-                    "the cluster has no nodes",
-                )
-            })?;
+        let start = *ctx.start.get_or_insert_with(|| route.start());
+        let (index, peer) = route.pick(start, ctx.tried, self.grpc).ok_or_else(|| {
+            Error::explain(
+                pingora::ErrorType::ConnectNoRoute,
+                "no node of the cluster is left to try",
+            )
+        })?;
         ctx.node = Some(index);
-        let addr = if self.grpc { &node.grpc } else { &node.rest };
-        let mut peer = HttpPeer::new(addr.as_str(), false, String::new());
-        let t = self.timeouts;
-        peer.options.connection_timeout = Some(t.connect);
-        peer.options.total_connection_timeout = Some(t.connect);
-        peer.options.read_timeout = Some(t.read);
-        peer.options.write_timeout = Some(t.write);
-        peer.options.idle_timeout = Some(t.idle);
-        if self.grpc {
-            // h2c to the node, many streams per connection.
-            peer.options.set_http_version(2, 2);
-            peer.options.max_h2_streams = 256;
+        if index < 128 {
+            ctx.tried |= 1 << index;
         }
-        Ok(Box::new(peer))
+        Ok(Box::new(peer.clone()))
     }
 
     async fn upstream_request_filter(
@@ -319,8 +315,9 @@ impl ProxyHttp for Gatekeeper {
         for h in STRIPPED {
             upstream.remove_header(*h);
         }
+        // Cloned, not taken: a retry on the next node sends it again.
         if let Some((name, value)) = &ctx.upstream {
-            upstream.insert_header(*name, &**value)?;
+            upstream.insert_header(*name, value.clone())?;
         }
         Ok(())
     }

@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 use contract::host::{EndpointHost, Tld};
 use contract::ids::ClusterId;
 use contract::keyscheme::{ClusterSecret, KeySigner, SecretKind};
-use contract::route::{NodeEndpoint, RouteRecord};
+use contract::route::RouteRecord;
 use contract::seal::Keyring;
 use moka::sync::Cache;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::upstream::{NodePeers, Resolved};
 
 /// A route made usable.
 pub struct Route {
@@ -30,10 +33,12 @@ pub struct Route {
     /// to it is then an unknown host).
     pub endpoint: Option<EndpointHost>,
     /// Qdrant's read-write key, sent upstream for manage keys (ready as a header value).
-    pub read_write_header: Arc<str>,
+    pub read_write_header: http::HeaderValue,
     /// Qdrant's read-only key, sent upstream for read-only keys.
-    pub read_only_header: Arc<str>,
+    pub read_only_header: http::HeaderValue,
     pub limits: Arc<crate::limits::ClusterLimits>,
+    /// Per node, its ready upstream peers (addresses resolved when the route was made).
+    pub peers: Vec<NodePeers>,
     next: AtomicUsize,
     /// Per node: until when (ms on the route's clock) it is skipped after refusing a connection.
     down_until: Vec<AtomicU64>,
@@ -55,6 +60,13 @@ pub enum RouteError {
     Secret,
 }
 
+/// A secret as a header value, marked sensitive (kept out of HPACK's table and of `Debug`).
+fn secret_header(secret: &ClusterSecret) -> Result<http::HeaderValue, RouteError> {
+    let mut value = http::HeaderValue::from_str(secret.expose()).map_err(|_| RouteError::Secret)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 fn open(
     keyring: &Keyring,
     cluster: ClusterId,
@@ -69,10 +81,13 @@ fn open(
 }
 
 impl Route {
+    /// Makes a route of `record`: its secrets unsealed, its nodes' peers built from the
+    /// addresses in `resolved` (a node whose name did not resolve is skipped).
     pub fn from_record(
         record: RouteRecord,
         keyring: &Keyring,
         defaults: &crate::config::GatekeeperConfig,
+        resolved: &Resolved,
     ) -> Result<Self, RouteError> {
         let id = record.cluster_id;
         let read_write = open(
@@ -90,10 +105,16 @@ impl Route {
         let endpoint = Tld::new(&defaults.tld)
             .ok()
             .and_then(|tld| EndpointHost::parse(&record.host, &tld).ok());
+        let timeouts = defaults.upstream_timeouts();
         Ok(Self {
             endpoint,
-            read_write_header: Arc::from(read_write.expose()),
-            read_only_header: Arc::from(read_only.expose()),
+            read_write_header: secret_header(&read_write)?,
+            read_only_header: secret_header(&read_only)?,
+            peers: record
+                .nodes
+                .iter()
+                .map(|n| NodePeers::new(n, resolved, timeouts))
+                .collect(),
             signer: KeySigner::new(&read_write),
             jwt_key: jsonwebtoken::EncodingKey::from_secret(read_write.expose().as_bytes()),
             limits: Arc::new(crate::limits::ClusterLimits::new(crate::limits::effective(
@@ -111,18 +132,44 @@ impl Route {
         self.clock.elapsed().as_millis() as u64
     }
 
-    /// Nodes in round-robin order from the next one, healthy ones first (passive health: a
-    /// node that refused a connection is tried last for a while), as `(index, node)`.
-    pub fn nodes_from_next(&self) -> Vec<(usize, &NodeEndpoint)> {
-        let n = self.record.nodes.len().max(1);
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+    /// Where a request starts in the round-robin order (taken once per request).
+    pub fn start(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The next node to try for a request that started at `start` and has tried the nodes in
+    /// `tried` (bit `i` for node `i`), on the REST or gRPC listener, as `(index, peer)`:
+    /// round-robin, nodes that refused a connection lately after the others (passive health),
+    /// nodes whose address did not resolve never. No allocation: this runs on every request.
+    pub fn pick(&self, start: usize, tried: u128, grpc: bool) -> Option<(usize, &HttpPeer)> {
+        let n = self.peers.len();
+        if n == 0 {
+            return None;
+        }
         let now = self.now_ms();
-        let mut order: Vec<(usize, &NodeEndpoint)> = (0..self.record.nodes.len())
-            .map(|i| (i + start) % n)
-            .map(|i| (i, &self.record.nodes[i]))
-            .collect();
-        order.sort_by_key(|(i, _)| self.down_until[*i].load(Ordering::Relaxed) > now);
-        order
+        let open = |i: &usize| {
+            self.peers[*i].for_listener(grpc).is_some() && (*i >= 128 || tried & (1 << *i) == 0)
+        };
+        let down = |i: &usize| self.down_until[*i].load(Ordering::Relaxed) > now;
+        let ring = (0..n).map(|k| (start + k) % n);
+        let chosen = ring
+            .clone()
+            .find(|i| open(i) && !down(i))
+            .or_else(|| ring.clone().find(|i| open(i)))?;
+        self.peers[chosen]
+            .for_listener(grpc)
+            .map(|peer| (chosen, peer))
+    }
+
+    /// Whether the nodes' names now resolve to other addresses than when this route was made.
+    pub fn resolves_elsewhere(&self, resolved: &Resolved) -> bool {
+        self.record
+            .nodes
+            .iter()
+            .zip(&self.peers)
+            .any(|(node, peers)| {
+                peers.addrs != (resolved.get(&node.rest), resolved.get(&node.grpc))
+            })
     }
 
     /// Marks node `index` as refusing connections.
@@ -226,6 +273,7 @@ impl RouteTable {
         &self,
         snapshot_version: u64,
         records: Vec<RouteRecord>,
+        resolved: &Resolved,
         make: impl Fn(RouteRecord) -> Result<Route, E>,
     ) -> usize {
         let mut keep = std::collections::HashSet::with_capacity(records.len());
@@ -233,7 +281,12 @@ impl RouteTable {
         for record in records {
             let id = record.cluster_id;
             keep.insert(id);
-            if self.outdated(&id, record.version) {
+            // A held route is rebuilt at the same version only when its nodes' names now
+            // resolve elsewhere (a pod rescheduled behind its Service name).
+            let moved = self.routes.get(&id).is_some_and(|held| {
+                held.record.version == record.version && held.resolves_elsewhere(resolved)
+            });
+            if self.outdated(&id, record.version) && !moved {
                 continue;
             }
             match make(record) {
@@ -275,8 +328,9 @@ mod tests {
     use clap::Parser;
     use contract::cluster::Phase;
     use contract::ids::AccountId;
-    use contract::route::{RateLimits, UpstreamCredentials};
+    use contract::route::{NodeEndpoint, RateLimits, UpstreamCredentials};
     use contract::seal::PlatformKey;
+    use pingora::upstreams::peer::Peer;
 
     use super::*;
     use crate::config::GatekeeperConfig;
@@ -334,7 +388,13 @@ mod tests {
         }
 
         fn route(&self, version: u64) -> Route {
-            Route::from_record(self.record(version), &self.ring, &self.config).unwrap()
+            Route::from_record(
+                self.record(version),
+                &self.ring,
+                &self.config,
+                &Resolved::default(),
+            )
+            .unwrap()
         }
     }
 
@@ -348,9 +408,12 @@ mod tests {
         let made = Cell::new(0);
         let make = |r: RouteRecord| {
             made.set(made.get() + 1);
-            Route::from_record(r, &w.ring, &w.config)
+            Route::from_record(r, &w.ring, &w.config, &Resolved::default())
         };
-        assert_eq!(table.sync_all(3, vec![w.record(3)], make), 0);
+        assert_eq!(
+            table.sync_all(3, vec![w.record(3)], &Resolved::default(), make),
+            0
+        );
         assert_eq!(
             made.get(),
             0,
@@ -360,7 +423,10 @@ mod tests {
             Arc::ptr_eq(&held, &table.get(&w.id).unwrap()),
             "the same route, with its limiter, in-flight count and node health"
         );
-        assert_eq!(table.sync_all(4, vec![w.record(4)], make), 1);
+        assert_eq!(
+            table.sync_all(4, vec![w.record(4)], &Resolved::default(), make),
+            1
+        );
         assert_eq!(table.get(&w.id).unwrap().record.version, 4);
     }
 
@@ -370,12 +436,12 @@ mod tests {
         let table = RouteTable::default();
         // An event brought version 7 while the snapshot (taken at 6, holding 5) was read.
         assert!(table.upsert(w.route(7)));
-        let make = |r: RouteRecord| Route::from_record(r, &w.ring, &w.config);
-        table.sync_all(6, vec![w.record(5)], make);
+        let make = |r: RouteRecord| Route::from_record(r, &w.ring, &w.config, &Resolved::default());
+        table.sync_all(6, vec![w.record(5)], &Resolved::default(), make);
         assert_eq!(table.get(&w.id).unwrap().record.version, 7);
-        table.sync_all(6, vec![], make);
+        table.sync_all(6, vec![], &Resolved::default(), make);
         assert!(table.get(&w.id).is_some(), "newer than the snapshot: kept");
-        table.sync_all(7, vec![], make);
+        table.sync_all(7, vec![], &Resolved::default(), make);
         assert!(
             table.get(&w.id).is_none(),
             "gone from a snapshot that knows it"
@@ -390,12 +456,107 @@ mod tests {
         table.remove(&w.id, 9);
         assert!(!table.upsert(w.route(8)), "tombstoned");
         assert!(table.get(&w.id).is_none());
-        let make = |r: RouteRecord| Route::from_record(r, &w.ring, &w.config);
-        table.sync_all(9, vec![w.record(8)], make);
+        let make = |r: RouteRecord| Route::from_record(r, &w.ring, &w.config, &Resolved::default());
+        table.sync_all(9, vec![w.record(8)], &Resolved::default(), make);
         assert!(table.get(&w.id).is_none(), "nor from a stale snapshot");
         assert!(
             table.upsert(w.route(10)),
             "a newer route (a re-created cluster) is served"
+        );
+    }
+
+    fn with_nodes(w: &World, version: u64, nodes: &[&str]) -> RouteRecord {
+        let mut r = w.record(version);
+        r.nodes = nodes
+            .iter()
+            .map(|a| NodeEndpoint {
+                rest: (*a).into(),
+                grpc: (*a).into(),
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn nodes_are_picked_round_robin_healthy_first_and_unresolved_never() {
+        let w = World::new();
+        let nodes = ["127.0.0.1:1", "qdrant-1.svc:6333", "127.0.0.1:3"];
+        let unresolved = Route::from_record(
+            with_nodes(&w, 1, &nodes),
+            &w.ring,
+            &w.config,
+            &Resolved::default(),
+        )
+        .unwrap();
+        let picked = |r: &Route, start, tried| r.pick(start, tried, false).map(|(i, _)| i);
+        assert_eq!(picked(&unresolved, 0, 0), Some(0));
+        assert_eq!(
+            picked(&unresolved, 1, 0),
+            Some(2),
+            "the unresolved node is passed over"
+        );
+        assert_eq!(picked(&unresolved, 1, 0b100), Some(0));
+        assert_eq!(
+            picked(&unresolved, 1, 0b101),
+            None,
+            "only two nodes can be tried"
+        );
+
+        let resolved =
+            Resolved::default().with("qdrant-1.svc:6333", "10.0.0.2:6333".parse().unwrap());
+        let route =
+            Route::from_record(with_nodes(&w, 1, &nodes), &w.ring, &w.config, &resolved).unwrap();
+        let (index, peer) = route.pick(1, 0, false).unwrap();
+        assert_eq!(
+            (index, peer.address().to_string()),
+            (1, "10.0.0.2:6333".to_owned())
+        );
+        route.mark_down(1);
+        assert_eq!(
+            picked(&route, 1, 0),
+            Some(2),
+            "a node that refused goes last"
+        );
+        assert_eq!(picked(&route, 1, 0b101), Some(1));
+        // A retry after node 1 refused (and was marked down) never tries node 1 again.
+        assert_eq!(picked(&route, 1, 0b010), Some(2));
+        assert_eq!(picked(&route, 1, 0b110), Some(0));
+        assert_eq!(picked(&route, 1, 0b111), None);
+        // Successive requests start at successive nodes.
+        let (a, b) = (route.start(), route.start());
+        assert_eq!(b, a + 1);
+    }
+
+    #[test]
+    fn a_resync_rebuilds_a_route_only_when_a_node_name_resolves_elsewhere() {
+        let w = World::new();
+        let table = RouteTable::default();
+        let nodes = ["qdrant-0.svc:6333"];
+        let at =
+            |ip: &str| Resolved::default().with(nodes[0], format!("{ip}:6333").parse().unwrap());
+        let w = &w;
+        let make = |resolved: &Resolved| {
+            let resolved = resolved.clone();
+            move |r: RouteRecord| Route::from_record(r, &w.ring, &w.config, &resolved)
+        };
+        let first = at("10.0.0.1");
+        assert_eq!(
+            table.sync_all(1, vec![with_nodes(w, 1, &nodes)], &first, make(&first)),
+            1
+        );
+        assert_eq!(
+            table.sync_all(1, vec![with_nodes(w, 1, &nodes)], &first, make(&first)),
+            0
+        );
+        let moved = at("10.0.0.9");
+        assert_eq!(
+            table.sync_all(1, vec![with_nodes(w, 1, &nodes)], &moved, make(&moved)),
+            1
+        );
+        let held = table.get(&w.id).unwrap();
+        assert_eq!(
+            held.pick(0, 0, false).unwrap().1.address().to_string(),
+            "10.0.0.9:6333"
         );
     }
 }

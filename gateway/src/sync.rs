@@ -23,6 +23,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::route_table::Route;
 use crate::state::GatewayState;
+use crate::upstream::Resolved;
 
 pub struct SyncService {
     state: Arc<GatewayState>,
@@ -58,9 +59,13 @@ impl SyncService {
                 }
             }
         }
-        let made = s.routes.sync_all(version.unwrap_or(0), records, |r| {
-            Route::from_record(r, &s.keyring, &s.config)
-        });
+        // Names are resolved again on every resync, so a node whose name moved is followed.
+        let resolved = Resolved::of(&records).await;
+        let made = s
+            .routes
+            .sync_all(version.unwrap_or(0), records, &resolved, |r| {
+                Route::from_record(r, &s.keyring, &s.config, &resolved)
+            });
         tracing::debug!(made, "routes made anew on resync");
         let revoked: Vec<(String, f64)> = conn
             .zrange_withscores(keyspace::revoked_keys(), 0, -1)
@@ -105,7 +110,8 @@ impl SyncService {
                 match e {
                     ChangeEvent::RouteUpserted { route } => {
                         m.events.with_label_values(&["route.upserted"]).inc();
-                        match Route::from_record(*route, &s.keyring, &s.config) {
+                        let resolved = Resolved::of([route.as_ref()]).await;
+                        match Route::from_record(*route, &s.keyring, &s.config, &resolved) {
                             Ok(r) => {
                                 s.routes.upsert(r);
                             }
