@@ -558,14 +558,7 @@ async fn request_smuggling_probes_are_refused() {
     let (_, id, key, rest, _) = one_node_behind_a_gateway(&mut p, &[]).await;
     let host = format!("{id}.dev.local.localhost");
     let ca = p.ca_pem();
-    let route: contract::route::RouteRecord = {
-        let json: String = redis::cmd("HGET")
-            .arg(contract::keyspace::routes())
-            .arg(&id)
-            .query(&mut p.redis())
-            .unwrap();
-        serde_json::from_str(&json).unwrap()
-    };
+    let route: contract::route::RouteRecord = p.route_record(&id);
     let before = standin_requests(&route.nodes[0].rest).await;
     let head =
         format!("POST /collections/a/points/search HTTP/1.1\r\nHost: {host}\r\napi-key: {key}\r\n");
@@ -1112,14 +1105,7 @@ async fn an_oversized_header_block_is_431_before_any_upstream_work() {
     let (_, id, key, rest, _) = one_node_behind_a_gateway(&mut p, &[]).await;
     let ca = p.ca_pem();
     let url = format!("https://{id}.dev.local.localhost:{rest}/collections");
-    let route: contract::route::RouteRecord = {
-        let json: String = redis::cmd("HGET")
-            .arg(contract::keyspace::routes())
-            .arg(&id)
-            .query(&mut p.redis())
-            .unwrap();
-        serde_json::from_str(&json).unwrap()
-    };
+    let route: contract::route::RouteRecord = p.route_record(&id);
     let node = route.nodes[0].rest.clone();
     let send = |alpn: &'static [&'static str], filler: usize| {
         let (ca, url, key) = (ca.clone(), url.clone(), key.clone());
@@ -1163,18 +1149,10 @@ async fn an_oversized_header_block_is_431_before_any_upstream_work() {
 async fn nodes_published_by_host_name_are_resolved_and_an_unresolvable_one_is_skipped() {
     let mut p = Platform::start().await;
     let (_, id, key, _, _) = one_node_behind_a_gateway(&mut p, &[]).await;
-    p.stop_gatekeeper();
     // As the kubernetes driver publishes them: names, one of which does not resolve.
-    let mut conn = p.redis();
-    let json: String = redis::cmd("HGET")
-        .arg(contract::keyspace::routes())
-        .arg(&id)
-        .query(&mut conn)
-        .unwrap();
-    let mut route: contract::route::RouteRecord = serde_json::from_str(&json).unwrap();
-    let node = route.nodes[0].clone();
+    let node = p.route_record(&id).nodes[0].clone();
     let by_name = |addr: &str| addr.replace("127.0.0.1", "localhost");
-    route.nodes = vec![
+    let nodes = vec![
         contract::route::NodeEndpoint {
             rest: "qdrant-0.no-such-cluster.invalid:6333".into(),
             grpc: "qdrant-0.no-such-cluster.invalid:6334".into(),
@@ -1184,14 +1162,8 @@ async fn nodes_published_by_host_name_are_resolved_and_an_unresolvable_one_is_sk
             grpc: by_name(&node.grpc),
         },
     ];
-    let _: () = redis::cmd("HSET")
-        .arg(contract::keyspace::routes())
-        .arg(&id)
-        .arg(serde_json::to_string(&route).unwrap())
-        .query(&mut conn)
-        .unwrap();
     let before = standin_requests(&node.rest).await;
-    let (rest, _) = p.start_gatekeeper().await;
+    let rest = reroute(&mut p, &id, nodes).await;
     let ca = p.ca_pem();
     for _ in 0..6 {
         assert_eq!(status_of(&ca, rest, &id, &key).await, Some(200));
@@ -1217,19 +1189,13 @@ async fn nodes_published_by_host_name_are_resolved_and_an_unresolvable_one_is_sk
 /// Points the cluster's route at `nodes` (the gateway is restarted to load it).
 async fn reroute(p: &mut Platform, id: &str, nodes: Vec<contract::route::NodeEndpoint>) -> u16 {
     p.stop_gatekeeper();
-    let mut conn = p.redis();
-    let json: String = redis::cmd("HGET")
-        .arg(contract::keyspace::routes())
-        .arg(id)
-        .query(&mut conn)
-        .unwrap();
-    let mut route: contract::route::RouteRecord = serde_json::from_str(&json).unwrap();
+    let mut route = p.route_record(id);
     route.nodes = nodes;
     let _: () = redis::cmd("HSET")
         .arg(contract::keyspace::routes())
         .arg(id)
         .arg(serde_json::to_string(&route).unwrap())
-        .query(&mut conn)
+        .query(&mut p.redis())
         .unwrap();
     p.start_gatekeeper().await.0
 }
@@ -1238,17 +1204,7 @@ async fn reroute(p: &mut Platform, id: &str, nodes: Vec<contract::route::NodeEnd
 async fn a_request_is_retried_on_the_next_node_only_when_nothing_was_sent() {
     let mut p = Platform::start().await;
     let (_, id, key, _, _) = one_node_behind_a_gateway(&mut p, &[]).await;
-    let live = {
-        let json: String = redis::cmd("HGET")
-            .arg(contract::keyspace::routes())
-            .arg(&id)
-            .query(&mut p.redis())
-            .unwrap();
-        serde_json::from_str::<contract::route::RouteRecord>(&json)
-            .unwrap()
-            .nodes[0]
-            .clone()
-    };
+    let live = p.route_record(&id).nodes[0].clone();
     let ca = p.ca_pem();
     let post = |rest: u16| {
         let (ca, id, key) = (ca.clone(), id.clone(), key.clone());

@@ -337,6 +337,16 @@ impl Platform {
         self.redis.client().unwrap().get_connection().unwrap()
     }
 
+    /// The cluster's route record as the gateways read it.
+    pub fn route_record(&self, id: &str) -> contract::route::RouteRecord {
+        let json: String = redis::cmd("HGET")
+            .arg(keyspace::routes())
+            .arg(id)
+            .query(&mut self.redis())
+            .unwrap();
+        serde_json::from_str(&json).unwrap()
+    }
+
     /// The cluster's read-write secret, opened with the platform key.
     pub fn read_write_secret(&self, id: &str) -> ClusterSecret {
         let json: String = redis::cmd("GET")
