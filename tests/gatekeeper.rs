@@ -1279,3 +1279,142 @@ async fn a_request_is_retried_on_the_next_node_only_when_nothing_was_sent() {
         "none of the dropped requests was sent to the live node"
     );
 }
+
+/// A node that answers the first request of every connection and keeps the connection open,
+/// then drops the connection when a second request arrives on it without answering: what a
+/// node that closed an idle keep-alive connection looks like to a gateway that reuses it.
+/// Returns its address and the bodies of the requests it answered.
+async fn node_closing_reused_connections() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = answered.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The first request: header, then a Content-Length body.
+                let end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                while buf.len() < end + length {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let body = String::from_utf8_lossy(&buf[end..end + length]).into_owned();
+                seen.lock().unwrap().push(body);
+                let answer = b"{\"result\":[],\"status\":\"ok\",\"time\":0.0}";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    answer.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(answer).await;
+                // The next request on this connection is read and the connection dropped.
+                let _ = s.read(&mut chunk).await;
+            });
+        }
+    });
+    (addr, answered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_pooled_connection_is_retried_for_reads_and_never_for_writes() {
+    let mut p = Platform::start().await;
+    let (_, id, key, _, _) = one_node_behind_a_gateway(&mut p, &[]).await;
+    let ca = p.ca_pem();
+    // The lean HTTP/1 path, then REST over h2 (pingora-proxy): the same rule on both.
+    for (round, alpn) in [(1, "http/1.1"), (2, "h2")] {
+        let (node, answered) = node_closing_reused_connections().await;
+        let rest = reroute(
+            &mut p,
+            &id,
+            vec![contract::route::NodeEndpoint {
+                rest: node.clone(),
+                grpc: node,
+            }],
+        )
+        .await;
+        let send = |path: &'static str, body: String| {
+            let (ca, id, key) = (ca.clone(), id.clone(), key.clone());
+            async move {
+                let url = format!("https://{id}.dev.local.localhost:{rest}{path}");
+                let client = Https::new(&ca, format!("127.0.0.1:{rest}").parse().unwrap(), &[alpn]);
+                client
+                    .send(
+                        http::Request::post(&url)
+                            .header("api-key", key)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(body)))
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap()
+                    .status
+            }
+        };
+
+        // Searches: every one after the first finds its pooled connection dead, and is sent
+        // again on a new one with the same body.
+        let bodies: Vec<String> = (0..5)
+            .map(|i| format!("{{\"vector\":[0.{i}],\"limit\":{i}}}"))
+            .collect();
+        for body in &bodies {
+            assert_eq!(
+                send("/collections/c/points/search", body.clone()).await,
+                200,
+                "{alpn}: a search on a stale connection is sent again"
+            );
+        }
+        assert_eq!(
+            *answered.lock().unwrap(),
+            bodies,
+            "{alpn}: each search reached the node once, its body intact"
+        );
+        // Each gateway restart (reroute) starts its counters at zero.
+        let admin = p.gatekeeper.as_ref().unwrap().admin;
+        let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("gatekeeper_upstream_stale_retries_total 4"),
+            "{alpn} (round {round}): four stale connections were met"
+        );
+
+        // A write the node may have acted on is not sent twice: the client is told 502. (The
+        // last search's connection is in the pool, and the node drops the next request on it.)
+        answered.lock().unwrap().clear();
+        assert_eq!(
+            send("/collections/c/points/delete", "{\"points\":[1]}".into()).await,
+            502,
+            "{alpn}: a write on a stale connection is not sent again"
+        );
+        assert_eq!(
+            send("/collections/c/points/delete", "{\"points\":[2]}".into()).await,
+            200,
+            "{alpn}: the next write goes on a new connection"
+        );
+        assert_eq!(*answered.lock().unwrap(), ["{\"points\":[2]}"], "{alpn}");
+    }
+}

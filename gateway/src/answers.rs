@@ -6,6 +6,7 @@ use bytes::Bytes;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::HttpTask;
+use pingora::protocols::http::v1::server::HttpSession as H1Session;
 use pingora::proxy::Session;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub enum Refusal {
     BadRequest,
     /// The request line and header fields are larger than the gateway accepts.
     HeaderTooLarge,
+    /// A method no Qdrant API has and the gateway does not tunnel (CONNECT).
+    MethodNotAllowed,
     /// No key, a malformed or forged key, an expired or revoked key, a key of another cluster.
     Unauthenticated,
     /// The key is genuine but its scope does not allow this request.
@@ -44,6 +47,7 @@ impl Refusal {
         match self {
             Refusal::BadRequest => 400,
             Refusal::HeaderTooLarge => 431,
+            Refusal::MethodNotAllowed => 405,
             Refusal::Unauthenticated => 401,
             Refusal::Forbidden(_) => 403,
             Refusal::UnknownHost => 404,
@@ -62,6 +66,7 @@ impl Refusal {
     pub fn grpc_code(&self) -> u8 {
         match self {
             Refusal::BadRequest => 3,
+            Refusal::MethodNotAllowed => 12,
             Refusal::Unauthenticated => 16,
             Refusal::Forbidden(_) => 7,
             Refusal::RateLimited { .. } | Refusal::Overloaded | Refusal::HeaderTooLarge => 8,
@@ -82,6 +87,7 @@ impl Refusal {
                  gateway's limit"
                     .to_owned()
             }
+            Refusal::MethodNotAllowed => "Method not allowed".to_owned(),
             Refusal::Unauthenticated => UNAUTHENTICATED.to_owned(),
             Refusal::Forbidden(m) => m.clone(),
             Refusal::UnknownHost => "Not found: no cluster is served at this host".to_owned(),
@@ -142,6 +148,13 @@ impl Refusal {
                 .await?;
             return Ok(());
         }
+        let (header, body) = self.rest_answer()?;
+        session.write_response_header(header, false).await?;
+        session.write_response_body(Some(body), true).await
+    }
+
+    /// The REST answer: its header and its JSON body.
+    pub fn rest_answer(&self) -> pingora::Result<(Box<ResponseHeader>, Bytes)> {
         let body = self.body();
         let mut header = ResponseHeader::build(self.status(), Some(4))?;
         header.insert_header("content-type", "application/json")?;
@@ -149,10 +162,15 @@ impl Refusal {
         if let Some(secs) = self.retry_after() {
             header.insert_header("retry-after", secs.to_string())?;
         }
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
-        session.write_response_body(Some(body), true).await
+        Ok((Box::new(header), body))
+    }
+
+    /// Writes the REST answer on the lean HTTP/1 path.
+    pub async fn send_h1(&self, session: &mut H1Session) -> pingora::Result<()> {
+        let (header, body) = self.rest_answer()?;
+        session.write_response_header(header).await?;
+        session.write_body(&body).await?;
+        session.finish_body().await.map(|_| ())
     }
 }
 

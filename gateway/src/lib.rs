@@ -10,7 +10,10 @@
 //! | `key_rules`, `credential`, `scope` | collection rules, credential swap and JWTs, Qdrant's scope rules |
 //! | `limits` | GCRA rate limits per key and per cluster, in-flight cap |
 //! | `answers` | every refusal: status, Qdrant JSON, gRPC status |
-//! | `proxy` | the `ProxyHttp` hooks |
+//! | `admission` | host → route → phase → key → scope → limits, for both paths |
+//! | `h1` | the lean HTTP/1 path of the REST listener |
+//! | `hop` | hop-by-hop and Connection-nominated fields, the client's credential |
+//! | `proxy` | the pingora-proxy hooks, for h2 (REST over h2, gRPC) |
 //! | `tls` | SNI-selected certificates and the SNI/Host check |
 //! | `sync` | snapshot + pub/sub + resync |
 //! | `upstream` | nodes as ready peers; their names resolved off the request path |
@@ -20,8 +23,11 @@
 pub mod config;
 
 mod admin;
+mod admission;
 pub mod answers;
 mod credential;
+mod h1;
+mod hop;
 mod key_rules;
 pub mod limits;
 mod metrics;
@@ -91,13 +97,9 @@ pub fn run(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut rest = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        proxy::Gatekeeper {
-            state: state.clone(),
-            grpc: false,
-        },
-        "GateKeeper REST",
+    let mut rest = pingora::services::listening::Service::new(
+        "GateKeeper REST".to_owned(),
+        h1::RestApp::new(state.clone(), &server.configuration),
     );
     rest.add_tls_with_settings(
         &config.rest_listen.to_string(),

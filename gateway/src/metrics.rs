@@ -28,6 +28,8 @@ pub struct Metrics {
     /// `route_lookups_total{result="hit"}`, resolved once.
     pub route_hit: IntCounter,
     pub seconds_since_sync: prometheus::Gauge,
+    /// Requests sent again because a pooled node connection was found closed.
+    pub upstream_stale: IntCounter,
 }
 
 impl Metrics {
@@ -76,6 +78,10 @@ impl Metrics {
             ),
             &["type"],
         )?;
+        let upstream_stale = IntCounter::new(
+            "upstream_stale_retries_total",
+            "Requests sent again because a pooled node connection was found closed",
+        )?;
         let seconds_since_sync =
             prometheus::Gauge::new("seconds_since_sync", "Seconds since the last full sync")?;
         for c in [&requests, &auth_failures, &route_cache, &events] {
@@ -83,6 +89,7 @@ impl Metrics {
         }
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(upstream_stale.clone()))?;
         for g in [
             &routes_known,
             &revoked_keys,
@@ -111,6 +118,7 @@ impl Metrics {
             events,
             last_sync: std::sync::Mutex::new(None),
             seconds_since_sync,
+            upstream_stale,
         })
     }
 

@@ -1,7 +1,7 @@
-//! The proxy: one `ProxyHttp` whose hooks each do one job.
+//! The pingora-proxy path, for h2 (REST over h2, and gRPC): one `ProxyHttp` whose hooks
+//! each do one job. HTTP/1 REST takes the lean path of `h1` instead.
 //!
-//! - `request_filter` admits or refuses: host → route → phase → key → scope. Nothing reaches
-//!   a cluster before it has passed.
+//! - `request_filter` admits or refuses (`admission`).
 //! - `upstream_peer` picks a node, round-robin; a node that refuses the connection makes the
 //!   request move to the next one (`fail_to_connect`: nothing was sent, so any method is safe).
 //! - `upstream_request_filter` swaps the client's credential for the cluster's own.
@@ -11,21 +11,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use contract::api_key::CollectionRule;
-use contract::host::EndpointHost;
-use contract::keyscheme::KeyAccess;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, Result};
 
+use crate::admission::{self, Incoming, needs_raw_header};
 use crate::answers::Refusal;
-use crate::credential::presented;
 use crate::route_table::Route;
 use crate::scope;
 use crate::state::GatewayState;
 use crate::tls;
-use crate::upstream::Resolved;
 
 pub struct Gatekeeper {
     pub state: Arc<GatewayState>,
@@ -45,227 +41,33 @@ pub struct Ctx {
     tried: u128,
     /// The node of the current try.
     node: Option<usize>,
+    /// Pooled connections found closed so far: each is tried again on a new connection.
+    stale: usize,
     started: Instant,
     /// Held while the request is in flight; given back on drop.
     in_flight: Option<crate::limits::InFlight>,
 }
 
-fn host_of(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-}
-
-/// Headers that belong to one hop, or carry the client's credential: never forwarded.
-const STRIPPED: &[&str] = &[
-    "api-key",
-    "authorization",
-    "proxy-authorization",
-    "proxy-connection",
-    "keep-alive",
-    "upgrade",
-];
-
-/// Whether the HTTP/1 request arrived with both Content-Length and Transfer-Encoding. Pingora
-/// follows RFC 9112 (Transfer-Encoding wins, Content-Length is dropped, the connection closes),
-/// so the parsed header no longer shows it: look at the bytes as they came.
-fn sent_both_lengths(session: &Session) -> bool {
-    // Only a request that still shows Transfer-Encoding can have lost a Content-Length: the
-    // bytes are scanned for those alone, not on every request.
-    if !session
-        .req_header()
-        .headers
-        .contains_key(http::header::TRANSFER_ENCODING)
-    {
-        return false;
-    }
-    let pingora::protocols::http::server::Session::H1(h1) = session.as_downstream() else {
-        return false;
-    };
-    let raw = h1.get_headers_raw_bytes();
-    let (mut lengths, mut encodings) = (0, 0);
-    for line in raw.split(|b| *b == b'\n') {
-        let name = line.split(|b| *b == b':').next().unwrap_or_default();
-        let name = name.trim_ascii();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            lengths += 1;
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            encodings += 1;
-        }
-    }
-    lengths > 0 && encodings > 0
-}
-
-/// The size of the request line and header block as sent on HTTP/1.1: `METHOD URI HTTP/1.1`,
-/// then `name: value` and CRLF per field.
-fn header_bytes(req: &RequestHeader) -> usize {
-    let line = req.method.as_str().len() + req.raw_path().len() + 11;
-    req.headers.iter().fold(line, |n, (name, value)| {
-        n + name.as_str().len() + value.len() + 4
-    })
-}
-
-/// A request whose body length could be read two ways: the shape of request smuggling.
-fn ambiguous_framing(req: &RequestHeader) -> bool {
-    let lengths = req
-        .headers
-        .get_all(http::header::CONTENT_LENGTH)
-        .iter()
-        .count();
-    let encodings: Vec<_> = req
-        .headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .collect();
-    lengths > 1
-        || (lengths == 1 && !encodings.is_empty())
-        || encodings.len() > 1
-        || encodings.first().is_some_and(|te| {
-            !te.to_str()
-                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"))
-        })
-}
-
 impl Gatekeeper {
     async fn admit(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<(), Refusal> {
-        let s = &self.state;
         let req = session.req_header();
-        if header_bytes(req) > s.config.max_header_bytes {
-            return Err(Refusal::HeaderTooLarge);
-        }
-        if ambiguous_framing(req) || sent_both_lengths(session) {
-            return Err(Refusal::BadRequest);
-        }
-        let host = host_of(req).ok_or(Refusal::UnknownHost)?;
-        let endpoint = EndpointHost::parse(host, &s.tld).map_err(|_| Refusal::UnknownHost)?;
-        // Over TLS, the name the client asked the handshake for must be this host.
-        let sni_mismatch = tls::sni(session)
-            .is_some_and(|sni| EndpointHost::parse(sni, &s.tld).ok().as_ref() != Some(&endpoint));
-        if sni_mismatch {
-            return Err(Refusal::Misdirected);
-        }
-        let route = match s.routes.get(&endpoint.cluster_id) {
-            Some(r) => {
-                s.metrics.route_hit.inc();
-                r
+        let raw = match session.as_downstream() {
+            pingora::protocols::http::server::Session::H1(h1) if needs_raw_header(req) => {
+                Some(h1.get_headers_raw_bytes())
             }
-            None => self
-                .look_up(endpoint.cluster_id)
-                .await
-                .ok_or(Refusal::UnknownHost)?,
+            _ => None,
         };
-        if route.endpoint.as_ref() != Some(&endpoint) {
-            return Err(Refusal::UnknownHost);
-        }
-        if !route.record.phase.serves_traffic() {
-            return Err(Refusal::NotReady);
-        }
-        if s.config.bench_without_auth {
-            // Benchmarks only (loopback, enforced at start): the cost of what follows.
-            ctx.upstream = Some(("api-key", route.read_write_header.clone()));
-            ctx.route = Some(route);
-            return Ok(());
-        }
-        let fail = |reason: &str| {
-            s.metrics.auth_failures.with_label_values(&[reason]).inc();
-            Refusal::Unauthenticated
+        let incoming = Incoming {
+            req,
+            sni: tls::sni(session),
+            raw,
+            grpc: self.grpc,
         };
-        let key = presented(req).ok_or_else(|| fail("missing"))?;
-        let claims = route
-            .signer
-            .verify(key, route.record.cluster_id, jiff::Timestamp::now())
-            .map_err(|r| fail(r.as_str()))?;
-        if s.revoked.is_revoked(&claims.key_id) {
-            return Err(fail("revoked"));
-        }
-        let rules = match claims.access {
-            KeyAccess::Collections => Some(
-                s.rules
-                    .get(&s.redis, route.record.cluster_id, claims.key_id)
-                    .await
-                    .ok_or_else(|| fail("no_rules"))?,
-            ),
-            KeyAccess::Manage | KeyAccess::ReadOnly => None,
-        };
-        let rules: &[CollectionRule] = rules.as_ref().map_or(&[], |r| r.as_slice());
-        // A manage key may do anything. On the gRPC port the collection is inside the
-        // message: Qdrant checks it there against the credential sent below.
-        if !self.grpc && claims.access != KeyAccess::Manage {
-            let need = scope::need(&req.method, req.uri.path());
-            scope::allows(claims.access, rules, need).map_err(Refusal::Forbidden)?;
-        }
-        let upstream = match claims.access {
-            KeyAccess::Manage => ("api-key", route.read_write_header.clone()),
-            KeyAccess::ReadOnly => ("api-key", route.read_only_header.clone()),
-            KeyAccess::Collections => {
-                let bearer = s
-                    .jwt
-                    .token(claims.key_id, &route, rules)
-                    .ok_or_else(|| fail("jwt"))?;
-                ("authorization", bearer)
-            }
-        };
-        let limited = |secs: u64| {
-            s.metrics.rate_limited.inc();
-            Refusal::RateLimited {
-                retry_after_secs: secs.max(1),
-            }
-        };
-        s.key_limits
-            .check(claims.key_id, route.limits.effective.key)
-            .map_err(limited)?;
-        route.limits.check_rate().map_err(limited)?;
-        ctx.in_flight = Some(route.limits.enter().ok_or_else(|| {
-            s.metrics.rate_limited.inc();
-            Refusal::Overloaded
-        })?);
-        ctx.upstream = Some(upstream);
-        ctx.route = Some(route);
+        let admitted = admission::admit(&self.state, incoming).await?;
+        ctx.upstream = Some(admitted.upstream);
+        ctx.in_flight = admitted.in_flight;
+        ctx.route = Some(admitted.route);
         Ok(())
-    }
-
-    /// A host not in the table: asked of Redis once, then remembered as missing for a while,
-    /// so random hosts cost one lookup each and cannot flood Redis.
-    async fn look_up(&self, id: contract::ids::ClusterId) -> Option<Arc<Route>> {
-        let s = &self.state;
-        if s.routes.known_missing(&id) {
-            s.metrics.route_cache.with_label_values(&["negative"]).inc();
-            return None;
-        }
-        s.metrics.route_cache.with_label_values(&["miss"]).inc();
-        // Concurrent misses for one host wait for one lookup.
-        s.routes
-            .lookups
-            .get_with(id, async {
-                let found = s
-                    .redis
-                    .hget(contract::keyspace::routes(), id.to_string())
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|json| {
-                        serde_json::from_str::<contract::route::RouteRecord>(&json).ok()
-                    });
-                let found = match found {
-                    Some(record) => {
-                        let resolved = Resolved::of([&record]).await;
-                        Route::from_record(record, &s.keyring, &s.config, &resolved).ok()
-                    }
-                    None => None,
-                };
-                match found {
-                    Some(route) => {
-                        s.routes.upsert(route);
-                        s.routes.get(&id)
-                    }
-                    None => {
-                        s.routes.mark_missing(id);
-                        None
-                    }
-                }
-            })
-            .await
     }
 }
 
@@ -281,6 +83,7 @@ impl ProxyHttp for Gatekeeper {
             start: None,
             tried: 0,
             node: None,
+            stale: 0,
             started: Instant::now(),
             in_flight: None,
         }
@@ -321,7 +124,8 @@ impl ProxyHttp for Gatekeeper {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        for h in STRIPPED {
+        // pingora-proxy takes out hop-by-hop fields too; the client's credential is ours.
+        for h in crate::hop::HOP_BY_HOP.iter().chain(crate::hop::CREDENTIALS) {
             upstream.remove_header(*h);
         }
         // Cloned, not taken: a retry on the next node sends it again.
@@ -329,6 +133,34 @@ impl ProxyHttp for Gatekeeper {
             upstream.insert_header(*name, value.clone())?;
         }
         Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        _peer: &HttpPeer,
+        session: &mut Session,
+        mut e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // A pooled connection found closed: sent again on a new connection to the same node
+        // when the request is safe to repeat (as on the HTTP/1 path), a bounded number of times.
+        let again = scope::safe_to_repeat(session.req_header())
+            && !session.as_ref().retry_buffer_truncated()
+            && ctx.stale < crate::h1::STALE_RETRIES;
+        if again {
+            e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
+        }
+        if e.retry() {
+            ctx.stale += 1;
+            self.state.metrics.upstream_stale.inc();
+            if let Some(node) = ctx.node.filter(|n| *n < 128) {
+                ctx.tried &= !(1 << node);
+            }
+        }
+        e
     }
 
     fn fail_to_connect(

@@ -47,6 +47,20 @@ pub fn need<'a>(method: &Method, path: &'a str) -> Need<'a> {
     }
 }
 
+/// Whether a request may be sent to a node twice: HTTP's idempotent methods (RFC 9110
+/// §9.2.2), and Qdrant's reads sent with POST (search, query, scroll, count, ...). Used when a
+/// pooled connection is found closed and the node may or may not have seen the request.
+pub fn safe_to_repeat(req: &pingora::http::RequestHeader) -> bool {
+    match req.method {
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE => true,
+        Method::POST => matches!(
+            need(&req.method, req.uri.path()),
+            Need::Read(_) | Need::GlobalRead
+        ),
+        _ => false,
+    }
+}
+
 const MANAGE: &str = "Forbidden: Global manage access is required";
 
 /// `Ok` when `access` (with `rules` for collection keys) allows `need`; else the message.

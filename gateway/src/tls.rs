@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora::listeners::TlsAccept;
 use pingora::listeners::tls::TlsSettings;
+use pingora::protocols::Digest;
 use pingora::protocols::tls::TlsRef;
 use pingora::proxy::Session;
 
@@ -44,8 +45,12 @@ pub fn settings(resolver: Arc<CertResolver>, h2_only: bool) -> pingora::Result<T
 
 /// The SNI name of the request's connection; `None` on plain connections.
 pub fn sni(session: &Session) -> Option<&str> {
-    session
-        .digest()?
+    sni_of(session.digest()?)
+}
+
+/// The SNI name kept in a connection's digest.
+pub fn sni_of(digest: &Digest) -> Option<&str> {
+    digest
         .ssl_digest
         .as_ref()?
         .extension
