@@ -57,6 +57,18 @@ fn every_scenario_runs_and_every_peer_answers_correctly() {
     assert_eq!(peers_of(&report("auth")), ["auth off", "auth on"]);
     assert_eq!(peers_of(&report("control")), ["orion"]);
     assert_eq!(peers_of(&report("scale")).len(), 2);
+    assert_eq!(
+        peers_of(&report("answers")),
+        ["direct", "gatekeeper", "haproxy", "nginx"]
+    );
+    let tls = report("tls");
+    let resumed = tls["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|run| run["mode"].as_str().unwrap_or_default().contains("resumed"))
+        .count();
+    assert_eq!(resumed, 3, "one resumed-handshake run per peer: {tls}");
     let revocation = report("revocation");
     let raw = revocation["figures"]["raw (ms from the revoke request)"]
         .as_array()

@@ -77,6 +77,12 @@ pub struct GatekeeperConfig {
     #[arg(long, env = "LYRA_UPSTREAM_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub upstream_idle_timeout_secs: u64,
 
+    /// How many idle node connections are kept for reuse, across all clusters. Past it, a
+    /// busy cluster's extra connections are closed after their request (pingora's default is
+    /// 128: fewer than one per client connection under load).
+    #[arg(long, env = "LYRA_UPSTREAM_POOL_SIZE", default_value_t = 4096)]
+    pub upstream_pool_size: usize,
+
     /// The largest request line and header block accepted (bytes, each field counted as
     /// `name: value` and its line end); more is refused with 431 before any upstream work.
     /// nginx allows 32 KiB in all by default, Envoy 60 KiB.

@@ -90,6 +90,7 @@ pub fn run(
 
     let conf = ServerConf {
         threads: config.threads.max(1),
+        upstream_keepalive_pool_size: config.upstream_pool_size.max(1),
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(5),
         ..ServerConf::default()

@@ -343,6 +343,7 @@ fn serve(
         upstream_read_timeout_ms: 60_000,
         upstream_write_timeout_ms: 10_000,
         upstream_idle_timeout_secs: 60,
+        upstream_pool_size: 4096,
         resync_secs: 60,
         max_header_bytes: 32 * 1024,
         bench_without_auth: false,

@@ -31,6 +31,9 @@ struct Args {
     /// Concurrent connections of the load generator.
     #[arg(long, default_value_t = 32)]
     connections: usize,
+    /// Concurrent connections of the Qdrant-sized answers scenario.
+    #[arg(long, default_value_t = 256)]
+    answer_connections: usize,
     /// Revocation trials.
     #[arg(long, default_value_t = 100)]
     trials: usize,
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
             warmup: args.warmup,
             rounds: args.rounds.max(1),
             connections: args.connections.max(1),
+            answer_connections: args.answer_connections.max(1),
             trials: args.trials.max(1),
             routes: args.routes,
             revoked: args.revoked,

@@ -7,8 +7,8 @@
 //!   (wrk2's method). A request held back by a slow answer is timed from when it *should*
 //!   have been sent, so a stall is charged to every request it delayed (coordinated omission
 //!   corrected); one sent on a free connection is timed from when it was sent.
-//! - `NewConnection`: every request on a fresh connection (TCP, then TLS 1.3 without session
-//!   resumption when the target is TLS), closed afterwards: handshakes per second.
+//! - `NewConnection`: every request on a fresh connection (TCP, then TLS 1.3, resumed when the
+//!   target's TLS configuration keeps sessions), closed afterwards: handshakes per second.
 //! - `H2`: N HTTP/2 connections with M concurrent streams each (gRPC).
 //!
 //! Latencies are recorded in microseconds in HDR histograms; a warm-up is not recorded.
@@ -119,6 +119,8 @@ async fn open_io(target: &Target) -> Result<Box<dyn Io>, String> {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS handshake: {e}"))?;
+            let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            HANDSHAKES[usize::from(resumed)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(Box::new(tls))
         }
     }
@@ -492,9 +494,35 @@ async fn h2_stream(
     tally
 }
 
+/// TLS handshakes made by this process: `[full, resumed]`.
+pub static HANDSHAKES: [std::sync::atomic::AtomicU64; 2] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+];
+
+/// Takes the handshake counts since the last call: `(full, resumed)`.
+pub fn take_handshakes() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (
+        HANDSHAKES[0].swap(0, Relaxed),
+        HANDSHAKES[1].swap(0, Relaxed),
+    )
+}
+
 /// A TLS client configuration trusting only `ca_pem`, without session resumption (each new
 /// connection is a full handshake), offering `alpn`.
 pub fn tls_client(ca_pem: &str, alpn: &[&[u8]]) -> Result<Arc<rustls::ClientConfig>, String> {
+    tls_client_with(ca_pem, alpn, false)
+}
+
+/// The same, resuming sessions when `resume`: the configuration keeps the tickets servers
+/// send (rustls's in-memory store), so a new connection to the same name resumes (TLS 1.3
+/// PSK). One configuration per server: tickets are only good where they were issued.
+pub fn tls_client_with(
+    ca_pem: &str,
+    alpn: &[&[u8]],
+    resume: bool,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -508,7 +536,11 @@ pub fn tls_client(ca_pem: &str, alpn: &[&[u8]]) -> Result<Arc<rustls::ClientConf
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::disabled();
+    config.resumption = if resume {
+        rustls::client::Resumption::in_memory_sessions(1024)
+    } else {
+        rustls::client::Resumption::disabled()
+    };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

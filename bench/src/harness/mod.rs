@@ -45,6 +45,8 @@ pub struct Options {
     pub rounds: usize,
     /// Concurrent connections of the load generator.
     pub connections: usize,
+    /// Concurrent connections of the Qdrant-sized answers scenario.
+    pub answer_connections: usize,
     /// Revocation trials.
     pub trials: usize,
     /// Routes and revoked keys fed to a gateway in the scale scenario.
@@ -69,6 +71,7 @@ impl Options {
             warmup: 0.1,
             rounds: 1,
             connections: 4,
+            answer_connections: 4,
             trials: 3,
             routes: 1_000,
             revoked: 10_000,

@@ -145,8 +145,9 @@ http {{
   server_names_hash_bucket_size 128;
   # At http level: the default server's settings govern the handshake, before SNI picks one.
   ssl_protocols TLSv1.3;
-  ssl_session_cache off;
-  ssl_session_tickets off;
+  # Sessions resume, as on a production server (and as GateKeeper's rustls does by default).
+  ssl_session_cache shared:SSL:10m;
+  ssl_session_tickets on;
   client_body_temp_path {d}/body;
   proxy_temp_path {d}/proxy;
   fastcgi_temp_path {d}/fastcgi;
@@ -154,7 +155,7 @@ http {{
   scgi_temp_path {d}/scgi;
   # Connections are kept however many requests they carry, as GateKeeper and HAProxy do.
   keepalive_requests 1000000;
-  upstream qdrant {{ server {up}; keepalive 64; keepalive_requests 1000000; }}
+  upstream qdrant {{ server {up}; keepalive 1024; keepalive_requests 1000000; }}
   map $http_api_key $key_ok {{ "{key}" 1; default 0; }}
   server {{
     listen 127.0.0.1:{plain} default_server;
@@ -195,8 +196,7 @@ fn haproxy_cfg(plain: u16, tls: u16, pem: &Path, r: &Route<'_>) -> Result<String
         r#"global
   nbthread 1
   maxconn 8000
-  tune.ssl.cachesize 0
-  ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
+  ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
   mode http
   timeout connect 5s

@@ -1,6 +1,7 @@
-//! The eight scenarios. Each builds what it needs from [`Ctx`], runs its peers interleaved and
+//! The scenarios. Each builds what it needs from [`Ctx`], runs its peers interleaved and
 //! returns a [`Report`].
 
+mod answers;
 mod auth;
 mod control;
 mod grpc;
@@ -42,10 +43,12 @@ pub enum Scenario {
     Control,
     /// (8) Scale: 100k clusters and 1M revoked keys in one gateway.
     Scale,
+    /// (9) Qdrant-sized answers (4 KiB and 64 KiB searches), 256 connections.
+    Answers,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Throughput,
         Scenario::Latency,
         Scenario::Tls,
@@ -54,6 +57,7 @@ impl Scenario {
         Scenario::Revocation,
         Scenario::Control,
         Scenario::Scale,
+        Scenario::Answers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Scenario {
             Scenario::Revocation => "revocation",
             Scenario::Control => "control",
             Scenario::Scale => "scale",
+            Scenario::Answers => "answers",
         }
     }
 }
@@ -346,5 +351,6 @@ pub async fn run(scenario: Scenario, ctx: &Ctx) -> Result<Report, HarnessError> 
         Scenario::Revocation => revocation::run(ctx).await,
         Scenario::Control => control::run(ctx).await,
         Scenario::Scale => scale::run(ctx).await,
+        Scenario::Answers => answers::run(ctx).await,
     }
 }
