@@ -75,30 +75,26 @@ pub struct EndpointHost {
     tld: String,
 }
 
-/// The longest host name DNS allows.
-const MAX_HOST_LEN: usize = 253;
+/// An endpoint host checked as [`EndpointHost::parse`] does, without allocating: its labels
+/// are borrowed as written (any case). What the gateway parses on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct HostRef<'a> {
+    pub cluster_id: ClusterId,
+    region: &'a str,
+    provider: &'a str,
+}
 
-impl EndpointHost {
-    pub fn new(
-        cluster_id: ClusterId,
-        region: &str,
-        provider: &str,
-        tld: &Tld,
-    ) -> Result<Self, HostError> {
-        let host = Self {
-            cluster_id,
-            region: checked_label("region", region)?,
-            provider: checked_label("provider", provider)?,
-            tld: tld.0.clone(),
-        };
-        if host.to_string().len() > MAX_HOST_LEN {
-            return Err(HostError::TooLong);
-        }
-        Ok(host)
+impl PartialEq for HostRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cluster_id == other.cluster_id
+            && self.region.eq_ignore_ascii_case(other.region)
+            && self.provider.eq_ignore_ascii_case(other.provider)
     }
+}
 
-    /// Parses a `Host` header, h2 `:authority` or SNI name.
-    pub fn parse(input: &str, tld: &Tld) -> Result<Self, HostError> {
+impl<'a> HostRef<'a> {
+    /// Parses a `Host` header, h2 `:authority` or SNI name under `tld`.
+    pub fn parse(input: &'a str, tld: &Tld) -> Result<Self, HostError> {
         let name = strip_port(input)?;
         if name.len() > MAX_HOST_LEN {
             return Err(HostError::TooLong);
@@ -133,10 +129,63 @@ impl EndpointHost {
         let cluster_id = Uuid::try_parse(id).map_err(|_| HostError::InvalidClusterId)?;
         Ok(Self {
             cluster_id: ClusterId::from_uuid(cluster_id),
-            region: checked_label("region", &region.to_ascii_lowercase())?,
-            provider: checked_label("provider", &provider.to_ascii_lowercase())?,
+            region: label_any_case("region", region)?,
+            provider: label_any_case("provider", provider)?,
+        })
+    }
+}
+
+/// A DNS label as written, any case: checked as its lower-case form would be, allocating only
+/// to say what is wrong.
+fn label_any_case<'a>(which: &'static str, label: &'a str) -> Result<&'a str, HostError> {
+    // The characters were checked by the caller (alphanumeric, '-', '.'); no '.' in a label.
+    let fine =
+        !label.is_empty() && label.len() <= 63 && !label.starts_with('-') && !label.ends_with('-');
+    if fine {
+        Ok(label)
+    } else {
+        checked_label(which, &label.to_ascii_lowercase()).map(|_| label)
+    }
+}
+
+/// The longest host name DNS allows.
+const MAX_HOST_LEN: usize = 253;
+
+impl EndpointHost {
+    pub fn new(
+        cluster_id: ClusterId,
+        region: &str,
+        provider: &str,
+        tld: &Tld,
+    ) -> Result<Self, HostError> {
+        let host = Self {
+            cluster_id,
+            region: checked_label("region", region)?,
+            provider: checked_label("provider", provider)?,
+            tld: tld.0.clone(),
+        };
+        if host.to_string().len() > MAX_HOST_LEN {
+            return Err(HostError::TooLong);
+        }
+        Ok(host)
+    }
+
+    /// Parses a `Host` header, h2 `:authority` or SNI name.
+    pub fn parse(input: &str, tld: &Tld) -> Result<Self, HostError> {
+        let host = HostRef::parse(input, tld)?;
+        Ok(Self {
+            cluster_id: host.cluster_id,
+            region: host.region.to_ascii_lowercase(),
+            provider: host.provider.to_ascii_lowercase(),
             tld: tld.0.clone(),
         })
+    }
+
+    /// Whether `host` names this endpoint (labels compared without regard to case).
+    pub fn matches(&self, host: &HostRef<'_>) -> bool {
+        self.cluster_id == host.cluster_id
+            && self.region.eq_ignore_ascii_case(host.region)
+            && self.provider.eq_ignore_ascii_case(host.provider)
     }
 
     /// The wildcard name that covers every cluster of a region: `*.<region>.<provider>.<tld>`.
@@ -204,6 +253,38 @@ mod tests {
 
     fn parse(s: &str) -> Result<EndpointHost, HostError> {
         EndpointHost::parse(s, &tld())
+    }
+
+    #[test]
+    fn the_borrowed_parse_agrees_with_the_owned_one() {
+        let inputs = [
+            format!("{ID}.eu-west-1.aws.localhost"),
+            format!("{ID}.EU-West-1.AWS.LocalHost:6333"),
+            format!("{ID}.-bad.aws.localhost"),
+            format!("{ID}.eu.aws-.localhost"),
+            format!("{ID}..aws.localhost"),
+            format!("{ID}.eu.aws.example"),
+            format!("{}.eu.aws.localhost", "a".repeat(36)),
+            format!("{ID}.{}.aws.localhost", "r".repeat(64)),
+            "127.0.0.1".to_owned(),
+            "[::1]:6333".to_owned(),
+            String::new(),
+        ];
+        for input in &inputs {
+            let owned = parse(input);
+            let borrowed = HostRef::parse(input, &tld());
+            assert_eq!(owned.as_ref().err(), borrowed.as_ref().err(), "{input}");
+            if let (Ok(o), Ok(b)) = (owned, borrowed) {
+                assert!(o.matches(&b), "{input}");
+            }
+        }
+        let a = HostRef::parse(&inputs[0], &tld()).unwrap();
+        let b = HostRef::parse(&inputs[1], &tld()).unwrap();
+        assert_eq!(a, b, "labels compare without regard to case");
+        let other = format!("{ID}.eu-west-2.aws.localhost");
+        let c = HostRef::parse(&other, &tld()).unwrap();
+        assert_ne!(a, c);
+        assert!(!parse(&inputs[0]).unwrap().matches(&c));
     }
 
     #[test]

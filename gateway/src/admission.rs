@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use contract::api_key::CollectionRule;
-use contract::host::EndpointHost;
+use contract::host::HostRef;
 use contract::ids::ClusterId;
 use contract::keyscheme::KeyAccess;
 use pingora::http::RequestHeader;
@@ -113,11 +113,11 @@ pub async fn admit(s: &GatewayState, incoming: Incoming<'_>) -> Result<Admitted,
         return Err(Refusal::MethodNotAllowed);
     }
     let host = host_of(req).ok_or(Refusal::UnknownHost)?;
-    let endpoint = EndpointHost::parse(host, &s.tld).map_err(|_| Refusal::UnknownHost)?;
+    let endpoint = HostRef::parse(host, &s.tld).map_err(|_| Refusal::UnknownHost)?;
     // Over TLS, the name the client asked the handshake for must be this host.
     let sni_mismatch = incoming
         .sni
-        .is_some_and(|sni| EndpointHost::parse(sni, &s.tld).ok().as_ref() != Some(&endpoint));
+        .is_some_and(|sni| HostRef::parse(sni, &s.tld).ok() != Some(endpoint));
     if sni_mismatch {
         return Err(Refusal::Misdirected);
     }
@@ -130,7 +130,11 @@ pub async fn admit(s: &GatewayState, incoming: Incoming<'_>) -> Result<Admitted,
             .await
             .ok_or(Refusal::UnknownHost)?,
     };
-    if route.endpoint.as_ref() != Some(&endpoint) {
+    if !route
+        .endpoint
+        .as_ref()
+        .is_some_and(|e| e.matches(&endpoint))
+    {
         return Err(Refusal::UnknownHost);
     }
     if !route.record.phase.serves_traffic() {

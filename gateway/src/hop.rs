@@ -26,6 +26,56 @@ pub const HOP_BY_HOP: &[&str] = &[
 /// The client's credential: replaced by the cluster's own, never forwarded.
 pub const CREDENTIALS: &[&str] = &["api-key", "authorization"];
 
+/// Whether a field of a request is dropped on its way to the node: hop-by-hop, the client's
+/// credential, the client's framing (framed again for the next hop) and `Expect` (the gateway
+/// answers it). A comparison per field present: a request carries a handful of fields and
+/// rarely any of these but its key, so looking each of a dozen names up in the map would
+/// cost more.
+fn dropped_upstream(name: &HeaderName) -> bool {
+    matches!(
+        *name,
+        header::CONNECTION
+            | header::TE
+            | header::TRAILER
+            | header::UPGRADE
+            | header::PROXY_AUTHENTICATE
+            | header::PROXY_AUTHORIZATION
+            | header::AUTHORIZATION
+            | header::TRANSFER_ENCODING
+            | header::EXPECT
+    ) || custom_hop(name)
+        || name.as_str() == "api-key"
+}
+
+/// The hop-by-hop fields the `http` crate has no constant for.
+fn custom_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "keep-alive" | "proxy-connection" | "http2-settings"
+    )
+}
+
+/// Whether a field of a node's answer is dropped on its way to the client (hop-by-hop).
+fn dropped_downstream(name: &HeaderName) -> bool {
+    matches!(
+        *name,
+        header::CONNECTION
+            | header::TE
+            | header::TRAILER
+            | header::UPGRADE
+            | header::PROXY_AUTHENTICATE
+            | header::PROXY_AUTHORIZATION
+    ) || custom_hop(name)
+}
+
+/// The names in `headers` that `drop` selects; usually none or one, so no allocation.
+fn selected(
+    headers: &http::HeaderMap,
+    drop: fn(&HeaderName) -> bool,
+) -> smallvec::SmallVec<[HeaderName; 2]> {
+    headers.keys().filter(|n| drop(n)).cloned().collect()
+}
+
 /// More options than a real client sends; a bound so a header cannot cost unbounded work.
 const MAX_NOMINATIONS: usize = 16;
 
@@ -80,12 +130,11 @@ pub fn request_for_upstream(req: &mut RequestHeader, has_body: bool) -> Result<(
             req.remove_header(&name);
         }
     }
-    for name in HOP_BY_HOP.iter().chain(CREDENTIALS) {
-        req.remove_header(*name);
+    // `Expect` goes too: the gateway reads the body before the node answers, so the client
+    // waits for the gateway's 100.
+    for name in selected(&req.headers, dropped_upstream) {
+        req.remove_header(&name);
     }
-    req.remove_header(&header::TRANSFER_ENCODING);
-    // The gateway reads the body before the node answers: the client waits for our 100.
-    req.remove_header(&header::EXPECT);
     req.set_version(http::Version::HTTP_11);
     if has_body && !req.headers.contains_key(header::CONTENT_LENGTH) {
         req.insert_header(header::TRANSFER_ENCODING, "chunked")
@@ -111,8 +160,8 @@ pub fn response_for_client(resp: &mut ResponseHeader) {
             resp.remove_header(&name);
         }
     }
-    for name in HOP_BY_HOP {
-        resp.remove_header(*name);
+    for name in selected(&resp.headers, dropped_downstream) {
+        resp.remove_header(&name);
     }
 }
 
@@ -148,6 +197,33 @@ mod tests {
         request_for_upstream(&mut r, true).unwrap_or_else(|_| unreachable!());
         let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["host", "content-length", "x-kept"], "{names:?}");
+    }
+
+    #[test]
+    fn the_one_pass_drops_exactly_the_listed_fields() {
+        // Every listed hop-by-hop field and credential, and no other, is dropped.
+        for name in HOP_BY_HOP.iter().chain(CREDENTIALS) {
+            let name = HeaderName::from_static(name);
+            assert!(dropped_upstream(&name), "{name}");
+        }
+        for name in HOP_BY_HOP {
+            assert!(dropped_downstream(&HeaderName::from_static(name)), "{name}");
+        }
+        for kept in [
+            "host",
+            "content-length",
+            "content-type",
+            "x-api-key",
+            "api-keys",
+        ] {
+            let name = HeaderName::from_static(kept);
+            assert!(
+                !dropped_upstream(&name) && !dropped_downstream(&name),
+                "{kept}"
+            );
+        }
+        assert!(!dropped_downstream(&header::TRANSFER_ENCODING));
+        assert!(!dropped_downstream(&HeaderName::from_static("api-key")));
     }
 
     #[test]
