@@ -1280,60 +1280,159 @@ async fn a_request_is_retried_on_the_next_node_only_when_nothing_was_sent() {
     );
 }
 
+/// Reads one request (header, then a Content-Length body) from `s`, after what `buf` already
+/// holds; its body, or `None` when the connection ends first.
+async fn read_one_request(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    while buf.len() < end + length {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = String::from_utf8_lossy(&buf[end..end + length]).into_owned();
+    buf.drain(..end + length);
+    Some(body)
+}
+
+/// Answers a request as Qdrant would (200, keep-alive).
+async fn answer_ok(s: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let answer = b"{\"result\":[],\"status\":\"ok\",\"time\":0.0}";
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        answer.len()
+    );
+    let _ = s.write_all(head.as_bytes()).await;
+    let _ = s.write_all(answer).await;
+}
+
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
 /// A node that answers the first request of every connection and keeps the connection open,
 /// then drops the connection when a second request arrives on it without answering: what a
 /// node that closed an idle keep-alive connection looks like to a gateway that reuses it.
 /// Returns its address and the bodies of the requests it answered.
-async fn node_closing_reused_connections() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn node_closing_reused_connections() -> (String, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let answered = Seen::default();
     let seen = answered.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // The first request: header, then a Content-Length body.
-                let end = loop {
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                let Some(body) = read_one_request(&mut s, &mut buf).await else {
+                    return;
                 };
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map(|v| v.trim().parse().unwrap())
-                    .unwrap_or(0);
-                while buf.len() < end + length {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let body = String::from_utf8_lossy(&buf[end..end + length]).into_owned();
                 seen.lock().unwrap().push(body);
-                let answer = b"{\"result\":[],\"status\":\"ok\",\"time\":0.0}";
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                    answer.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(answer).await;
+                answer_ok(&mut s).await;
                 // The next request on this connection is read and the connection dropped.
-                let _ = s.read(&mut chunk).await;
+                let _ = read_one_request(&mut s, &mut buf).await;
             });
         }
     });
     (addr, answered)
+}
+
+/// A node that closes a keep-alive connection after it has been idle for 100 ms (Qdrant
+/// closes idle connections after its own keep-alive timeout). Returns its address, the bodies
+/// it answered and how many connections it accepted.
+async fn node_closing_idle_connections()
+-> (String, Seen, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let answered = Seen::default();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (seen, count) = (answered.clone(), accepted.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let idle = Duration::from_millis(100);
+                while let Ok(Some(body)) =
+                    tokio::time::timeout(idle, read_one_request(&mut s, &mut buf)).await
+                {
+                    seen.lock().unwrap().push(body);
+                    answer_ok(&mut s).await;
+                }
+            });
+        }
+    });
+    (addr, answered, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connection_keeps_its_node_connection_until_the_node_closes_it() {
+    let mut p = Platform::start().await;
+    let (_, id, key, _, _) = one_node_behind_a_gateway(&mut p, &[]).await;
+    let (node, answered, accepted) = node_closing_idle_connections().await;
+    let rest = reroute(
+        &mut p,
+        &id,
+        vec![contract::route::NodeEndpoint {
+            rest: node.clone(),
+            grpc: node,
+        }],
+    )
+    .await;
+    // One keep-alive client connection for every request below.
+    let client = Https::new(
+        &p.ca_pem(),
+        format!("127.0.0.1:{rest}").parse().unwrap(),
+        &["http/1.1"],
+    );
+    // Taking a snapshot: a POST without a body that must not be sent twice (a body written
+    // to a closed connection would fail before the node could act, and be sent again).
+    let snapshot = || {
+        let url = format!("https://{id}.dev.local.localhost:{rest}/collections/c/snapshots");
+        let req = http::Request::post(&url)
+            .header("api-key", key.as_str())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let client = &client;
+        async move { client.send(req).await.unwrap().status }
+    };
+    assert_eq!(snapshot().await, 200);
+    assert_eq!(snapshot().await, 200);
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "back-to-back requests of one client connection share one node connection"
+    );
+    // The node closes the idle connection; the gateway lets it go while the client is idle,
+    // so the next request (which may not be sent twice) goes on a new connection.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        snapshot().await,
+        200,
+        "a request after the node closed the idle connection"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(
+        answered.lock().unwrap().len(),
+        3,
+        "each request reached the node once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,10 @@ work=$(mktemp -d)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 redis_port=$(port); orion_port=$(port); plain=$(port)
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; pkill -f "$work" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+# The local driver's nodes outlive Nebula by design: they are found by the data directory in
+# their environment.
+kill_nodes() { for p in /proc/[0-9]*; do grep -qsF "$work" "$p/environ" && kill "${p#/proc/}" 2>/dev/null; done; true; }
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; pkill -f "$work" 2>/dev/null || true; kill_nodes; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --logfile "$work/redis.log" & pids+=($!)

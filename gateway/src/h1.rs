@@ -21,18 +21,21 @@ use std::time::Instant;
 use async_trait::async_trait;
 use pingora::ErrorType;
 use pingora::apps::ServerApp;
-use pingora::connectors::http::v1::Connector;
+use pingora::connectors::TransportConnector;
 use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
 use pingora::protocols::http::v1::client::HttpSession as NodeSession;
 use pingora::protocols::http::v1::server::HttpSession as ClientSession;
 use pingora::protocols::{ALPN, Stream};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
+use pingora::upstreams::peer::Peer;
 
 use crate::admission::{self, Admitted, Incoming, needs_raw_header};
 use crate::answers::Refusal;
 use crate::hop;
 use crate::proxy::Gatekeeper;
+use crate::route_table::Route;
 use crate::scope;
 use crate::state::GatewayState;
 use crate::tls;
@@ -49,8 +52,8 @@ pub struct RestApp {
     state: Arc<GatewayState>,
     /// Connections that negotiated h2 (ALPN) are served by pingora-proxy.
     h2: Arc<HttpProxy<Gatekeeper>>,
-    /// Pooled HTTP/1 connections to the nodes.
-    nodes: Connector,
+    /// Pooled connections to the nodes.
+    nodes: TransportConnector,
 }
 
 impl RestApp {
@@ -68,7 +71,7 @@ impl RestApp {
         Self {
             state,
             h2: Arc::new(h2),
-            nodes: Connector::new(Some(
+            nodes: TransportConnector::new(Some(
                 pingora::connectors::ConnectorOptions::from_server_conf(conf),
             )),
         }
@@ -85,39 +88,13 @@ impl ServerApp for RestApp {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return self.h2.process_new(stream, shutdown).await;
         }
-        let mut shutdown = shutdown.clone();
-        let mut stream = stream;
-        // One task per connection, requests one after another: no future is boxed per
-        // request and nothing crosses a channel.
-        loop {
-            let mut client = ClientSession::new(stream);
-            let stopping = *shutdown.borrow();
-            client.set_server_keepalive((!stopping).then_some(CLIENT_KEEPALIVE_SECS));
-            let read = tokio::select! {
-                // Biased: a request already buffered is served before a shutdown is noticed.
-                biased;
-                read = client.read_request() => read,
-                // Shutting down: a connection idle between requests is closed.
-                _ = shutdown.changed(), if !stopping => return None,
-            };
-            match read {
-                Ok(Some(_)) => {}
-                Ok(None) => return None,
-                Err(e) => {
-                    if e.etype() == &ErrorType::InvalidHTTPHeader {
-                        client.set_server_keepalive(None);
-                        let _ = Refusal::BadRequest.send_h1(&mut client).await;
-                    }
-                    client.shutdown().await;
-                    return None;
-                }
-            }
-            self.serve(&mut client).await;
-            match client.reuse().await {
-                Ok(Some(reusable)) => stream = reusable.into_parts().0,
-                _ => return None,
-            }
+        let mut held = None;
+        self.serve_connection(stream, shutdown, &mut held).await;
+        // The client has gone: its node connection serves other clients from the pool.
+        if let Some(h) = held {
+            self.put_back(h);
         }
+        None
     }
 
     async fn cleanup(&self) {
@@ -125,9 +102,113 @@ impl ServerApp for RestApp {
     }
 }
 
+/// A node connection kept by the client connection that used it last, for its next request:
+/// a keep-alive client talks to one node over one connection without going through the
+/// pool each time. Balancing is per client connection while the node serves (as for h2 and
+/// gRPC, whose streams share one connection).
+struct Held {
+    route: Arc<Route>,
+    node: usize,
+    stream: Stream,
+}
+
+/// Completes when a held node connection can no longer be used: the node closed it, or sent
+/// something unasked. Pending for ever when nothing is held.
+async fn node_closed(held: Option<&mut Held>) {
+    match held {
+        Some(h) => {
+            let mut byte = [0u8; 1];
+            let _ = tokio::io::AsyncReadExt::read(&mut h.stream, &mut byte).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl RestApp {
+    /// The requests of one HTTP/1 connection, one after another on its own task: no future
+    /// is boxed per request and nothing crosses a channel.
+    async fn serve_connection(
+        &self,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+        held: &mut Option<Held>,
+    ) {
+        let mut shutdown = shutdown.clone();
+        loop {
+            let mut client = ClientSession::new(stream);
+            let stopping = *shutdown.borrow();
+            client.set_server_keepalive((!stopping).then_some(CLIENT_KEEPALIVE_SECS));
+            let read = {
+                let mut read = std::pin::pin!(client.read_request());
+                loop {
+                    tokio::select! {
+                        // Biased: a request already buffered is served before a shutdown is
+                        // noticed.
+                        biased;
+                        read = &mut read => break read,
+                        // Shutting down: a connection idle between requests is closed.
+                        _ = shutdown.changed(), if !stopping => return,
+                        // A node that closes the held connection meanwhile: let it go.
+                        _ = node_closed(held.as_mut()), if held.is_some() => *held = None,
+                    }
+                }
+            };
+            match read {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => {
+                    if e.etype() == &ErrorType::InvalidHTTPHeader {
+                        client.set_server_keepalive(None);
+                        let _ = Refusal::BadRequest.send_h1(&mut client).await;
+                    }
+                    client.shutdown().await;
+                    return;
+                }
+            }
+            self.serve(&mut client, held).await;
+            match client.reuse().await {
+                Ok(Some(reusable)) => stream = reusable.into_parts().0,
+                _ => return,
+            }
+        }
+    }
+
+    /// Gives a held node connection to the pool.
+    fn put_back(&self, h: Held) {
+        if let Some(peer) = h
+            .route
+            .peers
+            .get(h.node)
+            .and_then(|p| p.for_listener(false))
+        {
+            self.nodes
+                .release_stream(h.stream, peer.reuse_hash(), peer.options.idle_timeout);
+        }
+    }
+
+    /// A connection to `node`: the held one when it is for this node of this route, else one
+    /// from the pool or a new one; and whether it was used before.
+    async fn node_session(
+        &self,
+        route: &Arc<Route>,
+        node: usize,
+        peer: &HttpPeer,
+        held: &mut Option<Held>,
+    ) -> pingora::Result<(NodeSession, bool)> {
+        if let Some(h) = held.take() {
+            if h.node == node && Arc::ptr_eq(&h.route, route) {
+                return Ok((NodeSession::new_with_options(h.stream, peer), true));
+            }
+            self.put_back(h);
+        }
+        let (stream, reused) = self.nodes.get_stream(peer).await?;
+        Ok((NodeSession::new_with_options(stream, peer), reused))
+    }
+}
+
 impl RestApp {
     /// One request: admitted and forwarded, or refused; then counted.
-    async fn serve(&self, client: &mut ClientSession) {
+    async fn serve(&self, client: &mut ClientSession, held: &mut Option<Held>) {
         let started = Instant::now();
         let req = client.req_header();
         let incoming = Incoming {
@@ -138,7 +219,7 @@ impl RestApp {
         };
         let route = match admission::admit(&self.state, incoming).await {
             Ok(admitted) => {
-                self.forward(client, &admitted).await;
+                self.forward(client, &admitted, held).await;
                 Some(admitted.route)
             }
             Err(refusal) => {
@@ -150,7 +231,12 @@ impl RestApp {
     }
 
     /// Sends an admitted request to a node of its cluster and its answer back.
-    async fn forward(&self, client: &mut ClientSession, admitted: &Admitted) {
+    async fn forward(
+        &self,
+        client: &mut ClientSession,
+        admitted: &Admitted,
+        held: &mut Option<Held>,
+    ) {
         let has_body = !client.is_body_empty();
         let mut request = match upstream_request(client.req_header(), admitted, has_body) {
             Ok(request) => Some(request),
@@ -169,10 +255,16 @@ impl RestApp {
         // The client's body as read so far, for a request sent again (see `Failure::Stale`).
         let mut buffering = false;
         loop {
-            let Some((node, peer)) = route.pick(start, tried, false) else {
+            // The held connection's node while it serves, else the next in turn.
+            let choice = held
+                .as_ref()
+                .filter(|h| Arc::ptr_eq(&h.route, route))
+                .and_then(|h| route.serving(h.node, tried))
+                .or_else(|| route.pick(start, tried, false));
+            let Some((node, peer)) = choice else {
                 return refuse(client, &Refusal::UpstreamDown).await;
             };
-            let (mut upstream, reused) = match self.nodes.get_http_session(peer).await {
+            let (mut upstream, reused) = match self.node_session(route, node, peer, held).await {
                 Ok(session) => session,
                 Err(e) => {
                     // Nothing reached the node: the next one is safe for any method.
@@ -213,9 +305,14 @@ impl RestApp {
             };
             match exchange(client, &mut upstream, this_try, body).await {
                 Ok(()) => {
-                    self.nodes
-                        .release_http_session(upstream, peer, peer.options.idle_timeout)
-                        .await;
+                    upstream.respect_keepalive();
+                    if let Some(stream) = upstream.reuse().await {
+                        *held = Some(Held {
+                            route: route.clone(),
+                            node,
+                            stream,
+                        });
+                    }
                     return;
                 }
                 // A pooled connection the node had closed: the request goes again, on another

@@ -161,6 +161,24 @@ impl Route {
             .map(|peer| (chosen, peer))
     }
 
+    /// Node `index` with its REST peer, if a request that has tried `tried` may go there now:
+    /// not tried yet, its address resolved, and not passed over for refusing a connection.
+    /// For a client connection that keeps its node (see `h1`).
+    pub fn serving(&self, index: usize, tried: u128) -> Option<(usize, &HttpPeer)> {
+        let fresh = index >= 128 || tried & (1 << index) == 0;
+        let up = self
+            .down_until
+            .get(index)
+            .is_some_and(|d| d.load(Ordering::Relaxed) <= self.now_ms());
+        if !(fresh && up) {
+            return None;
+        }
+        self.peers
+            .get(index)?
+            .for_listener(false)
+            .map(|peer| (index, peer))
+    }
+
     /// Whether the nodes' names now resolve to other addresses than when this route was made.
     pub fn resolves_elsewhere(&self, resolved: &Resolved) -> bool {
         self.record
