@@ -15,8 +15,8 @@ use clap::Parser;
     after_help = "Examples:\n  cargo run --release -p bench -- throughput\n  cargo run --release -p bench -- all --rounds 5 --seconds 10"
 )]
 struct Args {
-    /// Which scenario: throughput, latency, tls, grpc, auth, revocation, control, scale, or
-    /// `all` for the eight in order.
+    /// Which scenario: throughput, latency, tls, grpc, auth, revocation, control, scale,
+    /// answers, or `all` for every one in order.
     #[arg(value_parser = selection)]
     scenario: Selection,
     /// Measured seconds per run.
