@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use clap::Parser;
 use contract::cluster::Phase;
-use contract::host::{EndpointHost, Tld};
+use contract::host::{EndpointHost, HostRef, Tld};
 use contract::ids::{AccountId, ClusterId, KeyId};
 use contract::keyscheme::{ClusterSecret, KeyAccess, KeyClaims, KeySigner, SecretKind};
 use contract::route::{NodeEndpoint, RateLimits, RouteRecord, UpstreamCredentials};
@@ -82,7 +82,11 @@ fn hot_path(c: &mut Criterion) {
     let config = config();
     let tld = Tld::new("localhost").expect("tld");
     let host = format!("{}.dev.local.localhost:6333", ClusterId::new());
+    // What the gateway does per request: the borrowed parse, no allocation.
     c.bench_function("host_parse", |b| {
+        b.iter(|| HostRef::parse(black_box(&host), &tld).map(|h| h.cluster_id))
+    });
+    c.bench_function("host_parse_owned", |b| {
         b.iter(|| EndpointHost::parse(black_box(&host), &tld))
     });
 
