@@ -1173,17 +1173,22 @@ async fn nodes_published_by_host_name_are_resolved_and_an_unresolvable_one_is_sk
         before + 6,
         "every request reached the node"
     );
-    let admin = p.gatekeeper.as_ref().unwrap().admin;
-    let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway_metrics(&p).await;
     assert!(
         metrics.contains("gatekeeper"),
         "the gateway is alive and serving its metrics"
     );
+}
+
+/// The running gateway's Prometheus metrics, as text.
+async fn gateway_metrics(p: &Platform) -> String {
+    let admin = p.gatekeeper.as_ref().unwrap().admin;
+    reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Points the cluster's route at `nodes` (the gateway is restarted to load it).
@@ -1489,13 +1494,7 @@ async fn a_stale_pooled_connection_is_retried_for_reads_and_never_for_writes() {
             "{alpn}: each search reached the node once, its body intact"
         );
         // Each gateway restart (reroute) starts its counters at zero.
-        let admin = p.gatekeeper.as_ref().unwrap().admin;
-        let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = gateway_metrics(&p).await;
         assert!(
             metrics.contains("gatekeeper_upstream_stale_retries_total 4"),
             "{alpn} (round {round}): four stale connections were met"

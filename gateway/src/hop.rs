@@ -32,31 +32,17 @@ pub const CREDENTIALS: &[&str] = &["api-key", "authorization"];
 /// rarely any of these but its key, so looking each of a dozen names up in the map would
 /// cost more.
 fn dropped_upstream(name: &HeaderName) -> bool {
-    matches!(
-        *name,
-        header::CONNECTION
-            | header::TE
-            | header::TRAILER
-            | header::UPGRADE
-            | header::PROXY_AUTHENTICATE
-            | header::PROXY_AUTHORIZATION
-            | header::AUTHORIZATION
-            | header::TRANSFER_ENCODING
-            | header::EXPECT
-    ) || custom_hop(name)
+    hop_by_hop(name)
+        || matches!(
+            *name,
+            header::AUTHORIZATION | header::TRANSFER_ENCODING | header::EXPECT
+        )
         || name.as_str() == "api-key"
 }
 
-/// The hop-by-hop fields the `http` crate has no constant for.
-fn custom_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "keep-alive" | "proxy-connection" | "http2-settings"
-    )
-}
-
-/// Whether a field of a node's answer is dropped on its way to the client (hop-by-hop).
-fn dropped_downstream(name: &HeaderName) -> bool {
+/// Whether a field is hop-by-hop ([`HOP_BY_HOP`]); also what leaves a node's answer on its
+/// way to the client.
+fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         *name,
         header::CONNECTION
@@ -65,7 +51,10 @@ fn dropped_downstream(name: &HeaderName) -> bool {
             | header::UPGRADE
             | header::PROXY_AUTHENTICATE
             | header::PROXY_AUTHORIZATION
-    ) || custom_hop(name)
+    ) || matches!(
+        name.as_str(),
+        "keep-alive" | "proxy-connection" | "http2-settings"
+    )
 }
 
 /// The names in `headers` that `drop` selects; usually none or one, so no allocation.
@@ -160,7 +149,7 @@ pub fn response_for_client(resp: &mut ResponseHeader) {
             resp.remove_header(&name);
         }
     }
-    for name in selected(&resp.headers, dropped_downstream) {
+    for name in selected(&resp.headers, hop_by_hop) {
         resp.remove_header(&name);
     }
 }
@@ -207,7 +196,7 @@ mod tests {
             assert!(dropped_upstream(&name), "{name}");
         }
         for name in HOP_BY_HOP {
-            assert!(dropped_downstream(&HeaderName::from_static(name)), "{name}");
+            assert!(hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
         for kept in [
             "host",
@@ -217,13 +206,10 @@ mod tests {
             "api-keys",
         ] {
             let name = HeaderName::from_static(kept);
-            assert!(
-                !dropped_upstream(&name) && !dropped_downstream(&name),
-                "{kept}"
-            );
+            assert!(!dropped_upstream(&name) && !hop_by_hop(&name), "{kept}");
         }
-        assert!(!dropped_downstream(&header::TRANSFER_ENCODING));
-        assert!(!dropped_downstream(&HeaderName::from_static("api-key")));
+        assert!(!hop_by_hop(&header::TRANSFER_ENCODING));
+        assert!(!hop_by_hop(&HeaderName::from_static("api-key")));
     }
 
     #[test]
