@@ -1205,6 +1205,15 @@ async fn reroute(p: &mut Platform, id: &str, nodes: Vec<contract::route::NodeEnd
     p.start_gatekeeper().await.0
 }
 
+/// Points the cluster's route at one node answering REST and gRPC on `addr`.
+async fn reroute_to_one(p: &mut Platform, id: &str, addr: String) -> u16 {
+    let node = contract::route::NodeEndpoint {
+        rest: addr.clone(),
+        grpc: addr,
+    };
+    reroute(p, id, vec![node]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_is_retried_on_the_next_node_only_when_nothing_was_sent() {
     let mut p = Platform::start().await;
@@ -1391,15 +1400,7 @@ async fn a_client_connection_keeps_its_node_connection_until_the_node_closes_it(
     let mut p = Platform::start().await;
     let (_, id, key, _, _) = one_node_behind_a_gateway(&mut p, &[]).await;
     let (node, answered, accepted) = node_closing_idle_connections().await;
-    let rest = reroute(
-        &mut p,
-        &id,
-        vec![contract::route::NodeEndpoint {
-            rest: node.clone(),
-            grpc: node,
-        }],
-    )
-    .await;
+    let rest = reroute_to_one(&mut p, &id, node).await;
     // One keep-alive client connection for every request below.
     let client = Https::new(
         &p.ca_pem(),
@@ -1448,15 +1449,7 @@ async fn a_stale_pooled_connection_is_retried_for_reads_and_never_for_writes() {
     // The lean HTTP/1 path, then REST over h2 (pingora-proxy): the same rule on both.
     for (round, alpn) in [(1, "http/1.1"), (2, "h2")] {
         let (node, answered) = node_closing_reused_connections().await;
-        let rest = reroute(
-            &mut p,
-            &id,
-            vec![contract::route::NodeEndpoint {
-                rest: node.clone(),
-                grpc: node,
-            }],
-        )
-        .await;
+        let rest = reroute_to_one(&mut p, &id, node).await;
         let send = |path: &'static str, body: String| {
             let (ca, id, key) = (ca.clone(), id.clone(), key.clone());
             async move {

@@ -35,7 +35,7 @@ use crate::admission::{self, Admitted, Incoming, needs_raw_header};
 use crate::answers::Refusal;
 use crate::hop;
 use crate::proxy::Gatekeeper;
-use crate::route_table::Route;
+use crate::route_table::{Route, tried_bit};
 use crate::scope;
 use crate::state::GatewayState;
 use crate::tls;
@@ -247,13 +247,10 @@ impl RestApp {
         if has_body && expects_continue(client.req_header()) {
             let _ = client.write_continue_response().await;
         }
-        let repeatable = scope::safe_to_repeat(client.req_header());
         let route = &admitted.route;
         let start = route.start();
         let mut tried = 0u128;
         let mut stale = 0;
-        // The client's body as read so far, for a request sent again (see `Failure::Stale`).
-        let mut buffering = false;
         loop {
             // The held connection's node while it serves, else the next in turn.
             let choice = held
@@ -270,9 +267,7 @@ impl RestApp {
                     // Nothing reached the node: the next one is safe for any method.
                     tracing::debug!(node, error = %e, "node refused the connection");
                     route.mark_down(node);
-                    if node < 128 {
-                        tried |= 1 << node;
-                    }
+                    tried |= tried_bit(node);
                     continue;
                 }
             };
@@ -280,9 +275,8 @@ impl RestApp {
             upstream.write_timeout = peer.options.write_timeout;
             // Only a pooled connection can turn out to be stale: keep a copy of the body (up
             // to pingora's 64 KiB) while it is read, so the request can be sent again.
-            if reused && has_body && !buffering && client.body_bytes_read() == 0 {
+            if reused && has_body && client.body_bytes_read() == 0 {
                 client.enable_retry_buffering();
-                buffering = true;
             }
             let body = if client.body_bytes_read() == 0 && !client.is_body_done() {
                 Body::FromClient
@@ -318,7 +312,9 @@ impl RestApp {
                 // A pooled connection the node had closed: the request goes again, on another
                 // connection, when the node cannot have acted on it or acting twice is harmless.
                 Err(Failure::Stale { delivered })
-                    if reused && stale < STALE_RETRIES && (!delivered || repeatable) =>
+                    if reused
+                        && stale < STALE_RETRIES
+                        && (!delivered || scope::safe_to_repeat(client.req_header())) =>
                 {
                     stale += 1;
                     self.state.metrics.upstream_stale.inc();

@@ -18,7 +18,7 @@ use pingora::{Error, ErrorSource, Result};
 
 use crate::admission::{self, Incoming, needs_raw_header};
 use crate::answers::Refusal;
-use crate::route_table::Route;
+use crate::route_table::{Route, tried_bit};
 use crate::scope;
 use crate::state::GatewayState;
 use crate::tls;
@@ -112,9 +112,7 @@ impl ProxyHttp for Gatekeeper {
             )
         })?;
         ctx.node = Some(index);
-        if index < 128 {
-            ctx.tried |= 1 << index;
-        }
+        ctx.tried |= tried_bit(index);
         Ok(Box::new(peer.clone()))
     }
 
@@ -156,8 +154,8 @@ impl ProxyHttp for Gatekeeper {
         if e.retry() {
             ctx.stale += 1;
             self.state.metrics.upstream_stale.inc();
-            if let Some(node) = ctx.node.filter(|n| *n < 128) {
-                ctx.tried &= !(1 << node);
+            if let Some(node) = ctx.node {
+                ctx.tried &= !tried_bit(node);
             }
         }
         e

@@ -45,6 +45,12 @@ pub struct Route {
     clock: Instant,
 }
 
+/// Node `i`'s bit in a set of tried nodes (`u128`, bit `i` for node `i`). Nodes past the 128th
+/// have none: they are never recorded as tried, so a retry may meet them again.
+pub fn tried_bit(i: usize) -> u128 {
+    if i < 128 { 1 << i } else { 0 }
+}
+
 /// How long a removal is remembered: far longer than a lookup or an event can be in flight,
 /// and past at least one full resync.
 pub const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
@@ -147,14 +153,11 @@ impl Route {
             return None;
         }
         let now = self.now_ms();
-        let open = |i: &usize| {
-            self.peers[*i].for_listener(grpc).is_some() && (*i >= 128 || tried & (1 << *i) == 0)
-        };
-        let down = |i: &usize| self.down_until[*i].load(Ordering::Relaxed) > now;
+        let open = |i: &usize| self.open(*i, tried, grpc);
         let ring = (0..n).map(|k| (start + k) % n);
         let chosen = ring
             .clone()
-            .find(|i| open(i) && !down(i))
+            .find(|i| open(i) && !self.down(*i, now))
             .or_else(|| ring.clone().find(|i| open(i)))?;
         self.peers[chosen]
             .for_listener(grpc)
@@ -165,18 +168,28 @@ impl Route {
     /// not tried yet, its address resolved, and not passed over for refusing a connection.
     /// For a client connection that keeps its node (see `h1`).
     pub fn serving(&self, index: usize, tried: u128) -> Option<(usize, &HttpPeer)> {
-        let fresh = index >= 128 || tried & (1 << index) == 0;
-        let up = self
-            .down_until
-            .get(index)
-            .is_some_and(|d| d.load(Ordering::Relaxed) <= self.now_ms());
-        if !(fresh && up) {
+        if !self.open(index, tried, false) || self.down(index, self.now_ms()) {
             return None;
         }
         self.peers
             .get(index)?
             .for_listener(false)
             .map(|peer| (index, peer))
+    }
+
+    /// Whether node `i` has an address on this listener and is not in `tried`.
+    fn open(&self, i: usize, tried: u128, grpc: bool) -> bool {
+        self.peers
+            .get(i)
+            .is_some_and(|p| p.for_listener(grpc).is_some())
+            && tried & tried_bit(i) == 0
+    }
+
+    /// Whether node `i` is passed over at `now` for having refused a connection lately.
+    fn down(&self, i: usize, now: u64) -> bool {
+        self.down_until
+            .get(i)
+            .is_some_and(|d| d.load(Ordering::Relaxed) > now)
     }
 
     /// Whether the nodes' names now resolve to other addresses than when this route was made.
