@@ -154,7 +154,8 @@ impl Route {
         }
         let now = self.now_ms();
         let open = |i: &usize| self.open(*i, tried, grpc);
-        let ring = (0..n).map(|k| (start + k) % n);
+        // `start` is a wrapping counter: reduced first, it cannot overflow when added to.
+        let ring = (0..n).map(|k| (start % n + k) % n);
         let chosen = ring
             .clone()
             .find(|i| open(i) && !self.down(*i, now))
@@ -506,6 +507,24 @@ mod tests {
             })
             .collect();
         r
+    }
+
+    /// Found by the `change_event` fuzz target: the round-robin counter wraps, and a start
+    /// near `usize::MAX` overflowed when the ring was walked.
+    #[test]
+    fn the_round_robin_start_wraps_without_overflow() {
+        let w = World::new();
+        let nodes = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"];
+        let route = Route::from_record(
+            with_nodes(&w, 1, &nodes),
+            &w.ring,
+            &w.config,
+            &Resolved::default(),
+        )
+        .unwrap();
+        let picked = |start, tried| route.pick(start, tried, false).map(|(i, _)| i);
+        assert_eq!(picked(usize::MAX, 0), Some(usize::MAX % 3));
+        assert_eq!(picked(usize::MAX, tried_bit(usize::MAX % 3)), Some(1));
     }
 
     #[test]
