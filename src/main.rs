@@ -230,12 +230,15 @@ fn init_tracing() {
     init_tracing_at("info");
 }
 
-/// Logs to stderr at `default` unless `RUST_LOG` says otherwise.
+/// Logs to stderr at `default` unless `RUST_LOG` says otherwise; in colour only on a
+/// terminal, so a log file or a collector gets plain text.
 fn init_tracing_at(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

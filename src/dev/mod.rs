@@ -399,8 +399,10 @@ fn serve(
     } else {
         println!("Lyra is running.");
         println!("  API         {api}   (docs: {api}/docs)");
+        // Where the token is, never the token: a terminal's output ends up in scrollback,
+        // CI logs and screen shares.
         println!(
-            "  token       {operator}   (also in {})",
+            "  token       in {} (owner-only; the CLI reads it there)",
             args.data_dir
                 .join(crate::client::connection::DEV_TOKEN_FILE)
                 .display()

@@ -2,6 +2,7 @@
 //! with the stand-in Qdrant (a test double) as `QDRANT_BIN`.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod dev;
 pub mod grpc;
 pub mod https;
 
