@@ -25,6 +25,17 @@ pub enum CollectionAccess {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CollectionRule {
+    /// A Qdrant collection name: 1 to 255 characters, none of them `/`, `\`, a control
+    /// character or white space (the pattern spells out Rust's `is_control` and
+    /// `is_whitespace`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[^/\\\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
+        )
+    )]
     pub collection: String,
     pub access: CollectionAccess,
 }
@@ -41,12 +52,52 @@ pub enum ClusterAccess {
 }
 
 /// What a key may do: `"manage"`, `"read-only"`, or a list of collection rules.
+// Its schema is written by hand (below): the derive cannot bound the list's length.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum KeyScope {
     Cluster(ClusterAccess),
+    /// 1 to [`MAX_COLLECTION_RULES`] rules, each naming a different collection.
     Collections(Vec<CollectionRule>),
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for KeyScope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::ToSchema;
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Ref};
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name(ClusterAccess::name()))
+            .item(
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name(CollectionRule::name()))
+                    .min_items(Some(1))
+                    .max_items(Some(MAX_COLLECTION_RULES))
+                    .description(Some(format!(
+                        "1 to {MAX_COLLECTION_RULES} rules, each naming a different collection."
+                    ))),
+            )
+            .description(Some(
+                "What a key may do: `\"manage\"`, `\"read-only\"`, or a list of collection rules.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for KeyScope {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((ClusterAccess::name().into(), ClusterAccess::schema()));
+        <ClusterAccess as utoipa::ToSchema>::schemas(schemas);
+        schemas.push((CollectionRule::name().into(), CollectionRule::schema()));
+        <CollectionRule as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 /// Most collection rules one key may carry: they travel in every upstream JWT.
@@ -84,10 +135,14 @@ impl KeyScope {
     }
 }
 
+/// Most characters (not bytes: JSON Schema's `maxLength` counts characters, and so does
+/// Qdrant) in a collection name.
+pub const COLLECTION_NAME_MAX: usize = 255;
+
 /// Qdrant collection names: 1 to 255 characters, none of them a path separator, a control
 /// character or white space.
 fn check_collection_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 255 {
+    if name.is_empty() || name.chars().count() > COLLECTION_NAME_MAX {
         return Err("must be 1 to 255 characters long".to_owned());
     }
     if let Some(c) = name
@@ -161,6 +216,9 @@ mod tests {
         assert!(check(KeyScope::Collections(vec![rule("a"), rule("b")])).is_ok());
         assert!(check(KeyScope::Collections(vec![])).is_err());
         assert!(check(KeyScope::Collections(vec![rule("a"), rule("a")])).is_err());
+        // Characters, not bytes, as JSON Schema's maxLength and Qdrant count them.
+        assert!(check(KeyScope::Collections(vec![rule(&"é".repeat(255))])).is_ok());
+        assert!(check(KeyScope::Collections(vec![rule(&"é".repeat(256))])).is_err());
         let err = check(KeyScope::Collections(vec![rule("ok"), rule("a/b")])).unwrap_err();
         assert!(err.has_field("access[1].collection"));
         assert!(check(KeyScope::Cluster(ClusterAccess::Manage)).is_ok());

@@ -94,6 +94,8 @@ impl fmt::Display for Phase {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfiguration {
+    /// 1 to 100 (`limits::NUM_NODES`); a region may allow fewer.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100, example = 1))]
     pub num_nodes: u32,
     pub node_configuration: NodeResources,
 }
@@ -125,8 +127,39 @@ impl ClusterConfiguration {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
+    /// 2 to 64 characters of `[a-zA-Z0-9_-]`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 2,
+            max_length = 64,
+            pattern = r"^[a-zA-Z0-9_-]+$",
+            example = "demo"
+        )
+    )]
     pub name: String,
+    /// A registered provider: a DNS label (1 to 63 of `[a-z0-9-]`, no `-` at either end).
+    /// (`lyra dev` registers `local`/`dev`.)
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 63,
+            pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+            example = "local"
+        )
+    )]
     pub cloud_provider: String,
+    /// A registered region of that provider: a DNS label, like the provider.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 63,
+            pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+            example = "dev"
+        )
+    )]
     pub cloud_region: String,
     pub configuration: ClusterConfiguration,
 }

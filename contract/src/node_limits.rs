@@ -165,16 +165,71 @@ pub struct BoundsSpec {
 pub struct NodeLimitsSpec {
     /// Millicores per node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = spec_schema::cpu))]
     pub cpu: Option<BoundsSpec>,
     /// MiB per node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = spec_schema::memory))]
     pub memory: Option<BoundsSpec>,
     /// GiB per node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = spec_schema::disk))]
     pub disk: Option<BoundsSpec>,
     /// Nodes per cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = spec_schema::nodes))]
     pub nodes: Option<BoundsSpec>,
+}
+
+/// Each dimension of a [`NodeLimitsSpec`] as the OpenAPI document shows it: a [`BoundsSpec`]
+/// whose bounds must lie within that dimension's absolute limits. One `BoundsSpec` type serves
+/// every dimension, so its own schema cannot say which limits apply; these say it from the
+/// same [`Dimension`] table the checks use. (That `min <= max` cannot be said in a schema.)
+#[cfg(feature = "openapi")]
+mod spec_schema {
+    use utoipa::openapi::schema::{
+        AdditionalProperties, KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type,
+    };
+
+    use super::{CPU, DISK, Dimension, MEMORY, NODES};
+
+    fn bounds(dim: &Dimension, what: &str) -> Object {
+        let (lo, hi) = dim.absolute;
+        let unit = dim.unit;
+        let bound = |which: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(lo))
+                .maximum(Some(hi))
+                .description(Some(format!(
+                    "The {which} value accepted, {lo} to {hi} {unit}; left out, the default."
+                )))
+        };
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+            .description(Some(what))
+            .property("min", bound("smallest"))
+            .property("max", bound("largest"))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .build()
+    }
+
+    pub fn cpu() -> Object {
+        bounds(&CPU, "Millicores per node.")
+    }
+
+    pub fn memory() -> Object {
+        bounds(&MEMORY, "MiB per node.")
+    }
+
+    pub fn disk() -> Object {
+        bounds(&DISK, "GiB per node.")
+    }
+
+    pub fn nodes() -> Object {
+        bounds(&NODES, "Nodes per cluster.")
+    }
 }
 
 impl NodeLimitsSpec {

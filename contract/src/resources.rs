@@ -27,18 +27,35 @@ pub mod limits {
     pub const MEMORY_MIB: (u64, u64) = (64, 32 * 1024 * 1024);
     pub const DISK_GIB: (u64, u64) = (1, 1024 * 1024);
     pub const NUM_NODES: (u64, u64) = (1, 100);
+    /// The largest total of one dimension of a region's capacity: far beyond any real region,
+    /// small enough that sums in the capacity scripts stay exact.
+    pub const CAPACITY_TOTAL: u64 = 1 << 50;
 }
 
 /// What each node of a cluster gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+// The schema's bounds are the absolute `limits` (utoipa takes only literals; Orion's OpenAPI
+// test holds them to the constants).
 pub struct NodeResources {
     /// Millicores: 1000 is one core.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 10, maximum = 1000000, example = 1000)
+    )]
     pub cpu: u32,
     /// MiB.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 64, maximum = 33554432, example = 1024)
+    )]
     pub memory: u32,
     /// GiB.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 1048576, example = 10)
+    )]
     pub disk: u32,
 }
 
@@ -73,10 +90,16 @@ impl NodeResources {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+// At most `limits::CAPACITY_TOTAL` in each dimension (a literal here, held to the constant by
+// Orion's OpenAPI test).
 pub struct Capacity {
+    #[cfg_attr(feature = "openapi", schema(maximum = 1125899906842624_u64))]
     pub nodes: u64,
+    #[cfg_attr(feature = "openapi", schema(maximum = 1125899906842624_u64))]
     pub cpu: u64,
+    #[cfg_attr(feature = "openapi", schema(maximum = 1125899906842624_u64))]
     pub memory: u64,
+    #[cfg_attr(feature = "openapi", schema(maximum = 1125899906842624_u64))]
     pub disk: u64,
 }
 

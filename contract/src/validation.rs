@@ -123,6 +123,12 @@ impl Validator {
 
 pub const NAME_MIN: usize = 2;
 pub const NAME_MAX: usize = 64;
+/// [`Validator::name`]'s characters as a regular expression (the length is checked apart), as
+/// the OpenAPI schemas state it.
+pub const NAME_PATTERN: &str = r"^[a-zA-Z0-9_-]+$";
+/// [`check_dns_label`] as a regular expression, with a length of 1 to [`DNS_LABEL_MAX`].
+pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
+pub const DNS_LABEL_MAX: usize = 63;
 
 fn check_name(value: &str) -> Result<(), String> {
     let len = value.chars().count();
@@ -144,7 +150,7 @@ fn check_name(value: &str) -> Result<(), String> {
 
 /// Whether `value` is a lower-case DNS label (RFC 1123), the shape of a region or provider.
 pub fn check_dns_label(value: &str) -> Result<(), String> {
-    if value.is_empty() || value.len() > 63 {
+    if value.is_empty() || value.len() > DNS_LABEL_MAX {
         return Err(format!(
             "must be 1 to 63 characters long, got {}",
             value.len()
