@@ -27,7 +27,7 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 const KEEP_SECS: u64 = 24 * 60 * 60;
 /// How long a claim lasts if the request never finishes (the process died mid-request).
 const CLAIM_SECS: u64 = 60;
-const MAX_KEY_LEN: usize = 255;
+pub const MAX_KEY_LEN: usize = 255;
 
 /// Response extension: this answer shows a secret once and must not be kept for replay.
 #[derive(Debug, Clone, Copy)]

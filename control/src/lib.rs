@@ -27,6 +27,7 @@ pub mod api {
     pub use crate::problem::Problem;
     pub use crate::routes::accounts::{CreateAccount, CreateToken, CreatedToken};
     pub use crate::routes::api_keys::{CreateApiKey, CreatedApiKey};
+    pub use crate::routes::audit_log::MAX_LIMIT as MAX_AUDIT_LIMIT;
     pub use crate::routes::clusters::{ClusterPage, MAX_PAGE_SIZE, ResizeCluster};
     pub use crate::routes::dead_letters::{DeadLetter, Replayed};
     pub use crate::routes::regions::{PutRegion, RegionView};
@@ -175,7 +176,8 @@ async fn method_not_allowed() -> Problem {
 
 /// Orion's public HTTP surface: the API, its documents and the probes load balancers use.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = routes::api().split_for_parts();
+    let (api, mut openapi) = routes::api().split_for_parts();
+    routes::common_answers::add(&mut openapi);
     let openapi_json = openapi.to_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot render the OpenAPI document");
         "{}".to_owned()

@@ -163,6 +163,13 @@ async fn bad_requests_get_the_right_answer_and_change_nothing() {
         case("unknown route", &admin, M::GET, "/api/v1/nowhere", Body::None, 404),
         case("wrong method", &admin, M::PUT, &clusters, j(good.clone()), 405),
         case("audit limit 0", &admin, M::GET, &format!("/api/v1/accounts/{a}/audit?limit=0"), Body::None, 422).field("limit"),
+        case("audit limit 1001", &admin, M::GET, &format!("/api/v1/accounts/{a}/audit?limit=1001"), Body::None, 422).field("limit"),
+        case("audit limit not a number", &admin, M::GET, &format!("/api/v1/accounts/{a}/audit?limit=ten"), Body::None, 400),
+        // Bad input is judged before anything is looked up, so it is 422 whoever asks.
+        case("audit limit 0 where the token cannot see", &other, M::GET, &format!("/api/v1/accounts/{a}/audit?limit=0"), Body::None, 422).field("limit"),
+        case("page_size 0 where the token cannot see", &other, M::GET, &format!("{clusters}?page_size=0"), Body::None, 422).field("page_size"),
+        case("page_size not an integer", &admin, M::GET, &format!("{clusters}?page_size=1.5"), Body::None, 400),
+        case("unknown query parameter", &admin, M::GET, &format!("{clusters}?sort=name"), Body::None, 400),
     ];
     assert!(cases.len() >= 30);
 

@@ -25,6 +25,7 @@ use crate::store::StoreError;
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     /// 2 to 64 characters of `[a-zA-Z0-9_-]`.
+    #[schema(min_length = 2, max_length = 64, pattern = r"^[a-zA-Z0-9_-]+$")]
     pub name: String,
 }
 
@@ -58,7 +59,7 @@ pub async fn require_visible(
 
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts",
     request_body = CreateAccount,
-    responses((status = 201, body = Account), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = Account), (status = 403, body = Problem, description = "an account token: accounts are made by the operator")),
     security(("bearer" = [])))]
 pub async fn create_account(
     State(state): State<AppState>,
@@ -92,7 +93,7 @@ pub async fn create_account(
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
-    responses((status = 200, body = [Account]), (status = 401, body = Problem), (status = 403, body = Problem)),
+    responses((status = 200, body = [Account], description = "every account for the operator; its own for an account token")),
     security(("bearer" = [])))]
 pub async fn list_accounts(
     State(state): State<AppState>,
@@ -150,7 +151,7 @@ pub struct CreatedToken {
 #[utoipa::path(post, path = "/api/v1/accounts/{account_id}/tokens", tag = "accounts",
     params(("account_id" = uuid::Uuid, Path)),
     request_body = CreateToken,
-    responses((status = 201, body = CreatedToken), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = CreatedToken), (status = 403, body = Problem, description = "a viewer token"), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn create_token(
     State(state): State<AppState>,

@@ -32,10 +32,12 @@ use crate::store::{StoreError, lua, reply_status};
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// 2 to 64 characters of `[a-zA-Z0-9_-]`.
+    #[schema(min_length = 2, max_length = 64, pattern = r"^[a-zA-Z0-9_-]+$")]
     pub name: String,
     /// `"manage"`, `"read-only"`, or `[{"collection": "...", "access": "r" | "rw"}]`.
     pub access: KeyScope,
-    /// When the key stops working (RFC 3339); omit for a key that does not expire.
+    /// When the key stops working (RFC 3339), in the future; omit for a key that does not
+    /// expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
@@ -100,9 +102,10 @@ pub(crate) async fn read_write_secret(
 #[utoipa::path(post, path = "/api/v1/accounts/{account_id}/clusters/{cluster_id}/api-keys", tag = "api-keys",
     params(("account_id" = uuid::Uuid, Path), ("cluster_id" = uuid::Uuid, Path)),
     request_body = CreateApiKey,
-    responses((status = 201, body = CreatedApiKey), (status = 404, body = Problem),
+    responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem, description = "a viewer token"),
+        (status = 404, body = Problem),
         (status = 409, body = Problem, description = "the cluster is not ready: it has no secret yet"),
-        (status = 422, body = Problem)),
+        (status = 422, body = Problem, description = "`expires_at` is not in the future, or two rules name the same collection")),
     security(("bearer" = [])))]
 pub async fn create_api_key(
     State(state): State<AppState>,
@@ -221,7 +224,9 @@ pub async fn list_api_keys(
 
 #[utoipa::path(delete, path = "/api/v1/accounts/{account_id}/clusters/{cluster_id}/api-keys/{key_id}", tag = "api-keys",
     params(("account_id" = uuid::Uuid, Path), ("cluster_id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)),
-    responses((status = 204, description = "revoked (revoking twice is not an error)"), (status = 404, body = Problem)),
+    responses((status = 204, description = "revoked (revoking twice is not an error)"), (status = 403, body = Problem, description = "a viewer token"),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the key was being changed concurrently")),
     security(("bearer" = [])))]
 pub async fn revoke_api_key(
     State(state): State<AppState>,

@@ -14,16 +14,23 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::{ApiResult, Problem};
 use crate::routes::accounts::{AccountPath, require_visible};
 
+/// Most entries one read returns.
+pub const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
+
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    /// Newest entries first; 1 to 1000, default 100.
+    /// How many entries, newest first: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/audit", tag = "accounts",
     params(("account_id" = uuid::Uuid, Path), AuditQuery),
-    responses((status = 200, body = [AuditEntry]), (status = 404, body = Problem)),
+    responses((status = 200, body = [AuditEntry]), (status = 404, body = Problem),
+        (status = 422, body = Problem, description = "`limit` is out of range")),
     security(("bearer" = [])))]
 pub async fn get_audit(
     State(state): State<AppState>,
@@ -31,11 +38,15 @@ pub async fn get_audit(
     ApiPath(path): ApiPath<AccountPath>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditEntry>>> {
-    require_visible(&state, &who, path.account_id).await?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::field("limit", "must be between 1 and 1000"));
+    // The request is judged before anything is looked up: bad input is 422 whoever asks.
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(Problem::field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
     }
+    require_visible(&state, &who, path.account_id).await?;
     let key = keyspace::audit(path.account_id);
     let reply: StreamRangeReply = state
         .store

@@ -169,14 +169,14 @@ async fn unknown_region(state: &AppState, spec: &ClusterSpec) -> ApiResult<Probl
 }
 
 #[utoipa::path(post, path = "/api/v1/accounts/{account_id}/clusters", tag = "clusters",
-    params(("account_id" = uuid::Uuid, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for a retry")),
+    params(("account_id" = uuid::Uuid, Path)),
     request_body = ClusterSpec,
     responses(
         (status = 202, body = Cluster, description = "accepted: CREATING, or PENDING with a reason when the region lacks capacity",
             headers(("Location" = String))),
-        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 422, body = Problem), (status = 503, body = Problem)),
+        (status = 403, body = Problem, description = "a viewer token"), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the region's node limits kept changing while the request was handled"),
+        (status = 422, body = Problem, description = "the provider or region is not registered, or the shape is outside the region's node limits")),
     security(("bearer" = [])))]
 pub async fn create_cluster(
     State(state): State<AppState>,
@@ -265,11 +265,14 @@ pub async fn create_cluster(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// 1 to 250; default 50.
+    #[param(minimum = 1, maximum = 250)]
     pub page_size: Option<u32>,
-    /// From `next_page_token` of the previous page.
+    /// From `next_page_token` of the previous page; opaque.
+    #[param(min_length = 1, pattern = r"^[A-Za-z0-9_-]+$")]
     pub page_token: Option<String>,
 }
 
@@ -297,7 +300,8 @@ fn encode_page_token(offset: isize) -> String {
 
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/clusters", tag = "clusters",
     params(("account_id" = uuid::Uuid, Path), ListQuery),
-    responses((status = 200, body = ClusterPage), (status = 400, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = ClusterPage), (status = 404, body = Problem),
+        (status = 422, body = Problem, description = "`page_size` is out of range, or `page_token` is not one this API issued")),
     security(("bearer" = [])))]
 pub async fn list_clusters(
     State(state): State<AppState>,
@@ -305,7 +309,7 @@ pub async fn list_clusters(
     ApiPath(path): ApiPath<AccountPath>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ClusterPage>> {
-    require_visible(&state, &who, path.account_id).await?;
+    // The request is judged before anything is looked up: bad input is 422 whoever asks.
     let size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
     if !(1..=MAX_PAGE_SIZE).contains(&size) {
         return Err(Problem::field(
@@ -318,6 +322,7 @@ pub async fn list_clusters(
         Some(t) => decode_page_token(t)
             .ok_or_else(|| Problem::field("page_token", "is not a token this API issued"))?,
     };
+    require_visible(&state, &who, path.account_id).await?;
     let size = isize::try_from(size).map_err(|_| Problem::internal())?;
     let index = keyspace::account_clusters(path.account_id);
     // One more than asked, to know whether another page exists.
@@ -374,12 +379,11 @@ pub struct ResizeCluster {
 }
 
 #[utoipa::path(patch, path = "/api/v1/accounts/{account_id}/clusters/{cluster_id}", tag = "clusters",
-    params(("account_id" = uuid::Uuid, Path), ("cluster_id" = uuid::Uuid, Path),
-        ("Idempotency-Key" = Option<String>, Header)),
+    params(("account_id" = uuid::Uuid, Path), ("cluster_id" = uuid::Uuid, Path)),
     request_body = ResizeCluster,
-    responses((status = 202, body = Cluster), (status = 404, body = Problem),
+    responses((status = 202, body = Cluster), (status = 403, body = Problem, description = "a viewer token"), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "not in a phase that can be resized, or the region lacks capacity"),
-        (status = 422, body = Problem)),
+        (status = 422, body = Problem, description = "outside the region's node limits, or the nodes that stay cannot hold the data")),
     security(("bearer" = [])))]
 pub async fn resize_cluster(
     State(state): State<AppState>,
@@ -498,10 +502,9 @@ pub async fn resize_cluster(
 }
 
 #[utoipa::path(delete, path = "/api/v1/accounts/{account_id}/clusters/{cluster_id}", tag = "clusters",
-    params(("account_id" = uuid::Uuid, Path), ("cluster_id" = uuid::Uuid, Path),
-        ("Idempotency-Key" = Option<String>, Header)),
+    params(("account_id" = uuid::Uuid, Path), ("cluster_id" = uuid::Uuid, Path)),
     responses((status = 202, body = Cluster, description = "DELETING (or DELETED for a cluster that never got capacity); deleting twice is not an error"),
-        (status = 404, body = Problem)),
+        (status = 403, body = Problem, description = "a viewer token"), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn delete_cluster(
     State(state): State<AppState>,

@@ -56,7 +56,7 @@ fn to_dead_letter(entry: &StreamId) -> DeadLetter {
 }
 
 #[utoipa::path(get, path = "/api/v1/dead-letters", tag = "operations",
-    responses((status = 200, body = [DeadLetter]), (status = 403, body = Problem)),
+    responses((status = 200, body = [DeadLetter]), (status = 403, body = Problem, description = "an account token: dead letters are the operator's")),
     security(("bearer" = [])))]
 pub async fn list_dead_letters(
     State(state): State<AppState>,
@@ -92,8 +92,10 @@ pub struct Replayed {
 }
 
 #[utoipa::path(post, path = "/api/v1/dead-letters/{id}/replay", tag = "operations",
-    params(("id" = String, Path, description = "the dead-letter entry id")),
-    responses((status = 202, body = Replayed), (status = 403, body = Problem), (status = 404, body = Problem)),
+    params(("id" = String, Path, pattern = r"^[0-9]+-[0-9]+$", description = "the dead-letter entry id (a stream id, `<ms>-<seq>`)")),
+    responses((status = 202, body = Replayed), (status = 403, body = Problem, description = "an account token: dead letters are the operator's"),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the parked command cannot be read, so it cannot be replayed")),
     security(("bearer" = [])))]
 pub async fn replay_dead_letter(
     State(state): State<AppState>,

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod audit_log;
 pub mod clusters;
+pub mod common_answers;
 pub mod dead_letters;
 pub mod health;
 pub mod regions;

@@ -9,7 +9,7 @@ use contract::keyspace;
 use contract::node_limits::{NodeLimits, NodeLimitsSpec};
 use contract::record::{self, RegionRecord};
 use contract::region::{Driver, Region, RegionId};
-use contract::resources::Capacity;
+use contract::resources::{Capacity, limits};
 use jiff::Timestamp;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -59,10 +59,6 @@ pub struct RegionView {
     /// The bounds new and resized clusters must fit, defaults filled in.
     pub node_limits: NodeLimits,
 }
-
-/// The largest total per dimension: far beyond any real region, small enough that sums in the
-/// capacity scripts stay exact.
-const MAX_TOTAL: u64 = 1 << 50;
 
 pub async fn load(
     state: &AppState,
@@ -133,9 +129,14 @@ pub async fn node_limits(
 }
 
 #[utoipa::path(put, path = "/api/v1/regions/{provider}/{region}", tag = "regions",
-    params(("provider" = String, Path), ("region" = String, Path)),
+    params(
+        ("provider" = String, Path, min_length = 1, max_length = 63, pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+            description = "a DNS label: 1 to 63 of `[a-z0-9-]`, no `-` at either end"),
+        ("region" = String, Path, min_length = 1, max_length = 63, pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+            description = "a DNS label, like the provider")),
     request_body = PutRegion,
-    responses((status = 200, body = RegionView), (status = 403, body = Problem), (status = 409, body = Problem),
+    responses((status = 200, body = RegionView), (status = 403, body = Problem, description = "an account token: regions are the operator's"),
+        (status = 409, body = Problem, description = "the new totals are below what is already allocated"),
         (status = 422, body = Problem, description = "a bad driver, total or node limit; nothing is changed")),
     security(("bearer" = [])))]
 pub async fn put_region(
@@ -154,7 +155,13 @@ pub async fn put_region(
         ("memory", c.memory),
         ("disk", c.disk),
     ] {
-        v.range(&format!("capacity.{dim}"), value, 0, MAX_TOTAL, "");
+        v.range(
+            &format!("capacity.{dim}"),
+            value,
+            0,
+            limits::CAPACITY_TOTAL,
+            "",
+        );
     }
     let node_limits = body
         .node_limits
@@ -252,8 +259,10 @@ async fn issue_certificate(state: &AppState, id: &RegionId) -> ApiResult<()> {
 }
 
 #[utoipa::path(get, path = "/api/v1/regions/{provider}/{region}", tag = "regions",
-    params(("provider" = String, Path), ("region" = String, Path)),
-    responses((status = 200, body = RegionView), (status = 401, body = Problem), (status = 404, body = Problem)),
+    params(
+        ("provider" = String, Path, min_length = 1, max_length = 63, pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
+        ("region" = String, Path, min_length = 1, max_length = 63, pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")),
+    responses((status = 200, body = RegionView), (status = 404, body = Problem, description = "no such region (also for a name that is not a DNS label)")),
     security(("bearer" = [])))]
 pub async fn get_region(
     State(state): State<AppState>,
@@ -270,7 +279,7 @@ pub async fn get_region(
 }
 
 #[utoipa::path(get, path = "/api/v1/regions", tag = "regions",
-    responses((status = 200, body = [RegionView]), (status = 401, body = Problem)),
+    responses((status = 200, body = [RegionView])),
     security(("bearer" = [])))]
 pub async fn list_regions(
     State(state): State<AppState>,
