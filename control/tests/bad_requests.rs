@@ -170,6 +170,13 @@ async fn bad_requests_get_the_right_answer_and_change_nothing() {
         case("page_size 0 where the token cannot see", &other, M::GET, &format!("{clusters}?page_size=0"), Body::None, 422).field("page_size"),
         case("page_size not an integer", &admin, M::GET, &format!("{clusters}?page_size=1.5"), Body::None, 400),
         case("unknown query parameter", &admin, M::GET, &format!("{clusters}?sort=name"), Body::None, 400),
+        // serde reads a struct from an array of its fields too; the schemas allow no such thing.
+        case("node limit bounds as an array", &op, M::PUT, "/api/v1/regions/local/dev", j(json!({"driver": "local", "capacity": room_for(10), "node_limits": {"nodes": [null, null]}})), 422).field("node_limits.nodes"),
+        case("capacity as an array", &op, M::PUT, "/api/v1/regions/local/dev", j(json!({"driver": "local", "capacity": [10, 10000, 20480, 100]})), 422).field("capacity"),
+        case("node configuration as an array", &admin, M::POST, &clusters, j(with(good.clone(), "/configuration/node_configuration", json!([1000, 2048, 10]))), 422).field("configuration.node_configuration"),
+        case("collection rule as an array", &admin, M::POST, &keys, j(json!({"name": "k1", "access": [["products", "r"]]})), 422).field("access[0]"),
+        case("whole body as an array", &op, M::POST, "/api/v1/accounts", j(json!(["listed"])), 422).field("body"),
+        case("cpu with a fraction", &admin, M::POST, &clusters, j(with(good.clone(), "/configuration/node_configuration/cpu", json!(1000.5))), 422).field("configuration.node_configuration.cpu"),
     ];
     assert!(cases.len() >= 30);
 
