@@ -184,6 +184,14 @@ pub fn router(state: AppState) -> Router {
     });
     Router::new()
         .merge(api)
+        // Only on the API's routes, and only on the methods they have: set here, before the
+        // 405 fallback is, so that the fallback stays outside it. A request no handler takes
+        // (an unknown path, a method the path does not have) is answered 404 or 405, never
+        // 409 for an Idempotency-Key it happens to reuse, and claims no key.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::middleware,
+        ))
         .route(
             "/api/v1/openapi.json",
             get(move || async move {
@@ -199,10 +207,6 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::middleware,
-        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             state.clone(),

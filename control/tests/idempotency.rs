@@ -119,6 +119,52 @@ async fn concurrent_retries_create_one_cluster() {
     assert_eq!(clusters, 1);
 }
 
+/// The key belongs to a request a handler takes: a method the route does not have is 405 and
+/// an unknown path 404, even with a key used before (they are not a "different request under
+/// the same key"), and neither claims the key.
+#[tokio::test]
+async fn only_a_routed_request_uses_the_key() {
+    let orion = Orion::start().await;
+    let account = orion.create_account("acme").await;
+    let admin = orion.create_token(&account, "admin").await;
+    orion.put_region("local", "dev", room_for(5)).await;
+    let clusters = format!("/api/v1/accounts/{account}/clusters");
+    let used = orion
+        .request(Some(&admin), Method::POST, &clusters)
+        .header("Idempotency-Key", "used")
+        .json(&spec("once", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 202);
+    let tokens = format!("/api/v1/accounts/{account}/tokens");
+    for (method, path, status) in [
+        (Method::PATCH, tokens.as_str(), 405),
+        (Method::DELETE, clusters.as_str(), 405),
+        (Method::POST, "/api/v1/nowhere", 404),
+    ] {
+        for key in ["used", "fresh"] {
+            let r = orion
+                .request(Some(&admin), method.clone(), path)
+                .header("Idempotency-Key", key)
+                .json(&serde_json::json!({"role": "admin"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), status, "{method} {path} with key {key}");
+        }
+    }
+    // "fresh" was never claimed: a real request may use it.
+    let fresh = orion
+        .request(Some(&admin), Method::POST, &tokens)
+        .header("Idempotency-Key", "fresh")
+        .json(&serde_json::json!({"role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 201);
+}
+
 #[tokio::test]
 async fn a_bad_idempotency_key_is_refused() {
     let orion = Orion::start().await;
