@@ -30,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         if let Ok(claims) = SIGNER.verify(text, cluster, now) {
-            let issued = SIGNER.issue(&claims).expect("verified claims can be issued");
+            let issued = SIGNER
+                .issue(&claims)
+                .expect("verified claims can be issued");
             assert_eq!(issued.expose(), text, "a second spelling of a key verified");
         }
         return;
@@ -54,7 +56,9 @@ fuzz_target!(|data: &[u8]| {
             .then(|| Timestamp::from_second(NOW + i64::from(offset)).expect("a valid time")),
         access,
     };
-    let key = SIGNER.issue(&claims).expect("claims after 1970 can be issued");
+    let key = SIGNER
+        .issue(&claims)
+        .expect("claims after 1970 can be issued");
     assert_eq!(SIGNER.verify(key.expose(), cluster, now), Ok(claims));
     let mut edited = key.expose().as_bytes().to_vec();
     for pair in edits.chunks_exact(2) {

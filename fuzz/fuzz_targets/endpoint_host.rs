@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
     let owned = EndpointHost::parse(input, &tld);
     match (&borrowed, &owned) {
         (Ok(b), Ok(o)) => {
-            assert!(o.matches(b), "{input:?}: the owned parse does not match the borrowed one");
+            assert!(
+                o.matches(b),
+                "{input:?}: the owned parse does not match the borrowed one"
+            );
             let canonical = o.to_string();
             let name = input.split(':').next().unwrap_or(input);
             assert_eq!(

@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
     let needed = need(&method, path);
     if let Need::Read(c) | Need::Write(c) = needed {
         let second = path.trim_matches('/').split('/').nth(1);
-        assert_eq!(second, Some(c), "{method} {path:?} names the wrong collection");
+        assert_eq!(
+            second,
+            Some(c),
+            "{method} {path:?} names the wrong collection"
+        );
     }
     if method == Method::GET || method == Method::HEAD {
         assert!(
@@ -60,9 +64,21 @@ fuzz_target!(|data: &[u8]| {
             access: CollectionAccess::ReadWrite,
         };
         assert!(allows(KeyAccess::Collections, &[other], needed).is_err());
-        assert!(allows(KeyAccess::Collections, &[rule(CollectionAccess::ReadWrite)], needed).is_ok());
+        assert!(
+            allows(
+                KeyAccess::Collections,
+                &[rule(CollectionAccess::ReadWrite)],
+                needed
+            )
+            .is_ok()
+        );
         assert_eq!(
-            allows(KeyAccess::Collections, &[rule(CollectionAccess::Read)], needed).is_ok(),
+            allows(
+                KeyAccess::Collections,
+                &[rule(CollectionAccess::Read)],
+                needed
+            )
+            .is_ok(),
             matches!(needed, Need::Read(_))
         );
     }

@@ -37,8 +37,12 @@ fuzz_target!(|data: &[u8]| {
         };
         for context in &contexts {
             if let Ok(plain) = KEYRING.unseal(&sealed, context) {
-                let again = KEYRING.seal(&plain, context).expect("an opened value seals");
-                let reopened = KEYRING.unseal(&again, context).expect("a sealed value opens");
+                let again = KEYRING
+                    .seal(&plain, context)
+                    .expect("an opened value seals");
+                let reopened = KEYRING
+                    .unseal(&again, context)
+                    .expect("a sealed value opens");
                 assert_eq!(reopened.as_slice(), plain.as_slice());
             }
         }
@@ -63,7 +67,11 @@ fuzz_target!(|data: &[u8]| {
         match KEYRING.unseal(&tampered, other) {
             Ok(opened) => {
                 assert_eq!(other, context, "opened under another context");
-                assert_eq!(opened.as_slice(), plain.as_slice(), "a tampered blob opened");
+                assert_eq!(
+                    opened.as_slice(),
+                    plain.as_slice(),
+                    "a tampered blob opened"
+                );
             }
             Err(_) => assert!(other != context || tampered != sealed),
         }

@@ -12,7 +12,9 @@ use gateway::config::GatekeeperConfig;
 
 /// The cluster every fixture belongs to.
 pub fn cluster() -> ClusterId {
-    ClusterId::from_uuid(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001))
+    ClusterId::from_uuid(uuid::Uuid::from_u128(
+        0x0190_0000_0000_7000_8000_0000_0000_0001,
+    ))
 }
 
 /// The platform key the fixtures seal with: 32 fixed bytes.

@@ -34,7 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let dir = Path::new(&dir);
     let cluster = lyra_fuzz::cluster();
-    let account = AccountId::from_uuid(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_00aa));
+    let account = AccountId::from_uuid(uuid::Uuid::from_u128(
+        0x0190_0000_0000_7000_8000_0000_0000_00aa,
+    ));
 
     // Hosts: what clients send, and what the host tests refuse.
     let hosts = [
@@ -45,14 +47,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (2, format!("{cluster}.r.p.a")),
         (0, "127.0.0.1:6333".to_owned()),
         (0, "[::1]:6333".to_owned()),
-        (0, format!("{}.dev.local.localhost", cluster.to_string().replace('-', ""))),
+        (
+            0,
+            format!(
+                "{}.dev.local.localhost",
+                cluster.to_string().replace('-', "")
+            ),
+        ),
         (0, format!("{cluster}.-dev.local.localhost")),
         (0, format!("{cluster}.dev.local.localhost:0")),
         (0, format!("{cluster}.dev.local.example.com")),
         (0, format!("x.{cluster}.dev.local.localhost")),
     ];
     for (i, (tld, host)) in hosts.iter().enumerate() {
-        write(dir, "endpoint_host", &format!("seed-{i}"), &prefixed(*tld, host.as_bytes()))?;
+        write(
+            dir,
+            "endpoint_host",
+            &format!("seed-{i}"),
+            &prefixed(*tld, host.as_bytes()),
+        )?;
     }
 
     // Keys: issued by the fixture signer, every access, with and without an expiry.
@@ -73,7 +86,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             access,
         };
         let key = signer.issue(&claims)?;
-        write(dir, "api_key", &format!("key-{i}"), &prefixed(0, key.expose().as_bytes()))?;
+        write(
+            dir,
+            "api_key",
+            &format!("key-{i}"),
+            &prefixed(0, key.expose().as_bytes()),
+        )?;
     }
     let mut edit = vec![1u8];
     edit.extend_from_slice(&[7u8; 16]);
@@ -122,13 +140,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, command) in commands.into_iter().enumerate() {
         let key = (i == 0).then(|| "create-docs-1".to_owned());
         let json = CommandEnvelope::new(command, key, now).to_json()?;
-        write(dir, "command_envelope", &format!("command-{i}"), json.as_bytes())?;
+        write(
+            dir,
+            "command_envelope",
+            &format!("command-{i}"),
+            json.as_bytes(),
+        )?;
     }
 
     // Events: a route whose credentials open under the fixture keyring, and the others.
     let keyring = lyra_fuzz::keyring();
     let secret = lyra_fuzz::secret();
-    let seal = |kind: SecretKind| keyring.seal(secret.expose().as_bytes(), &kind.seal_context(cluster));
+    let seal =
+        |kind: SecretKind| keyring.seal(secret.expose().as_bytes(), &kind.seal_context(cluster));
     let route = RouteRecord {
         cluster_id: cluster,
         account_id: account,
@@ -179,9 +203,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     ];
     for (i, e) in events.iter().enumerate() {
-        write(dir, "change_event", &format!("event-{i}"), e.to_json()?.as_bytes())?;
+        write(
+            dir,
+            "change_event",
+            &format!("event-{i}"),
+            e.to_json()?.as_bytes(),
+        )?;
     }
-    write(dir, "change_event", "unknown", br#"{"type":"cluster.renamed","version":1}"#)?;
+    write(
+        dir,
+        "change_event",
+        "unknown",
+        br#"{"type":"cluster.renamed","version":1}"#,
+    )?;
 
     // Paths: the scope tests' requests.
     let paths: [(u8, &str); 12] = [
@@ -199,13 +233,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (0, "/healthz"),
     ];
     for (i, (method, path)) in paths.iter().enumerate() {
-        write(dir, "scope", &format!("path-{i}"), &prefixed(*method, path.as_bytes()))?;
+        write(
+            dir,
+            "scope",
+            &format!("path-{i}"),
+            &prefixed(*method, path.as_bytes()),
+        )?;
     }
 
     // Sealed values: as stored, for each context; and an edit of a fresh one.
-    for (i, kind) in [SecretKind::ReadWrite, SecretKind::ReadOnly].into_iter().enumerate() {
+    for (i, kind) in [SecretKind::ReadWrite, SecretKind::ReadOnly]
+        .into_iter()
+        .enumerate()
+    {
         let json = serde_json::to_vec(&seal(kind)?)?;
-        write(dir, "sealed_open", &format!("sealed-{i}"), &prefixed(0, &json))?;
+        write(
+            dir,
+            "sealed_open",
+            &format!("sealed-{i}"),
+            &prefixed(0, &json),
+        )?;
     }
     let ca = serde_json::to_vec(&keyring.seal(b"-----BEGIN PRIVATE KEY-----", "lyra/ca/key")?)?;
     write(dir, "sealed_open", "sealed-ca", &prefixed(0, &ca))?;
