@@ -120,3 +120,27 @@ async fn a_parked_command_is_listed_and_replayed_once() {
         "replayed twice"
     );
 }
+
+/// Found by schemathesis: an id of digits whose parts do not fit Redis's 64-bit stream ids was
+/// passed to XRANGE, which refused it, and the replay answered 500. No entry can have such an
+/// id: 404, like any other id that names no dead letter.
+#[tokio::test]
+async fn an_id_no_stream_entry_can_have_is_not_found() {
+    let orion = Orion::start().await;
+    for id in [
+        "458873620665668674071-1",
+        "1-18446744073709551616",
+        "18446744073709551615-18446744073709551615",
+        "1-",
+        "-1",
+        "1-2-3",
+    ] {
+        let r = orion
+            .op(Method::POST, &format!("/api/v1/dead-letters/{id}/replay"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{id}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+}

@@ -85,6 +85,16 @@ pub struct DeadLetterPath {
     pub id: String,
 }
 
+/// Whether `id` is a stream entry id Redis accepts, `<ms>-<seq>` with both parts within u64:
+/// anything else names no dead letter (and Redis would refuse it as an argument).
+fn is_stream_id(id: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u64>().is_ok()
+    };
+    id.split_once('-')
+        .is_some_and(|(ms, seq)| part(ms) && part(seq))
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Replayed {
     /// The command's new id on the command stream.
@@ -103,13 +113,7 @@ pub async fn replay_dead_letter(
     ApiPath(path): ApiPath<DeadLetterPath>,
 ) -> ApiResult<(StatusCode, Json<Replayed>)> {
     who.require_operator()?;
-    let valid_id = path.id.split_once('-').is_some_and(|(ms, seq)| {
-        !ms.is_empty()
-            && !seq.is_empty()
-            && ms.bytes().all(|b| b.is_ascii_digit())
-            && seq.bytes().all(|b| b.is_ascii_digit())
-    });
-    if !valid_id {
+    if !is_stream_id(&path.id) {
         return Err(Problem::not_found("dead letter"));
     }
     let key = keyspace::dead_letter_stream();
