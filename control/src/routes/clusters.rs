@@ -317,18 +317,21 @@ pub async fn list_clusters(
             format!("must be between 1 and {MAX_PAGE_SIZE}"),
         ));
     }
+    let size = isize::try_from(size).map_err(|_| Problem::internal())?;
+    let not_issued = || Problem::field("page_token", "is not a token this API issued");
     let offset = match &query.page_token {
         None => 0,
-        Some(t) => decode_page_token(t)
-            .ok_or_else(|| Problem::field("page_token", "is not a token this API issued"))?,
+        Some(t) => decode_page_token(t).ok_or_else(not_issued)?,
     };
+    // The offset after this page. No token this API issues is near isize::MAX; a forged one
+    // is, and the sum must not overflow.
+    let end = offset.checked_add(size).ok_or_else(not_issued)?;
     require_visible(&state, &who, path.account_id).await?;
-    let size = isize::try_from(size).map_err(|_| Problem::internal())?;
     let index = keyspace::account_clusters(path.account_id);
     // One more than asked, to know whether another page exists.
     let ids: Vec<String> = state
         .store
-        .run(|mut c| async move { c.zrange(index, offset, offset + size).await })
+        .run(|mut c| async move { c.zrange(index, offset, end).await })
         .await?;
     let more = ids.len() > size.unsigned_abs();
     let mut pipe = redis::pipe();
@@ -351,7 +354,7 @@ pub async fn list_clusters(
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(ClusterPage {
         clusters,
-        next_page_token: more.then(|| encode_page_token(offset + size)),
+        next_page_token: more.then(|| encode_page_token(end)),
     }))
 }
 
