@@ -19,7 +19,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::problem::Problem;
+use crate::problem::{Problem, RETRY_AFTER_SECS};
 use crate::{AppState, MAX_BODY_BYTES};
 
 pub const HEADER: &str = "idempotency-key";
@@ -257,6 +257,7 @@ async fn replay(state: &AppState, key: String, fingerprint: &str) -> Response {
     match stored {
         None => {
             Problem::conflict("a request with this Idempotency-Key has just finished; retry it")
+                .retry_after(1)
                 .into_response()
         }
         Some(Stored::InProgress { fingerprint: f })
@@ -268,8 +269,11 @@ async fn replay(state: &AppState, key: String, fingerprint: &str) -> Response {
             Problem::conflict("this Idempotency-Key was already used with a different request")
                 .into_response()
         }
+        // Held until the first request ends, or for CLAIM_SECS when its end could not be
+        // recorded (Redis lost mid-request): a retry with the same key goes through then.
         Some(Stored::InProgress { .. }) => {
             Problem::conflict("a request with this Idempotency-Key is still in progress")
+                .retry_after(RETRY_AFTER_SECS)
                 .into_response()
         }
         Some(Stored::Withheld { status, .. }) => Problem::conflict(format!(

@@ -94,6 +94,12 @@ impl Problem {
         Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
     }
 
+    /// The same problem, telling the client to try again after `secs` (`Retry-After`).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     pub fn unavailable() -> Self {
         let mut p = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

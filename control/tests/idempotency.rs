@@ -87,7 +87,7 @@ async fn concurrent_retries_create_one_cluster() {
         .map(|_| {
             let (orion, admin, account) = (orion.clone(), admin.clone(), account.clone());
             tokio::spawn(async move {
-                orion
+                let r = orion
                     .request(
                         Some(&admin),
                         Method::POST,
@@ -97,15 +97,18 @@ async fn concurrent_retries_create_one_cluster() {
                     .json(&spec("storm", 1))
                     .send()
                     .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
+                    .unwrap();
+                let retry_after = r.headers().get("retry-after").is_some();
+                (r.status().as_u16(), retry_after)
             })
         })
         .collect();
     let mut statuses = Vec::new();
     for t in tries {
-        statuses.push(t.await.unwrap());
+        let (status, retry_after) = t.await.unwrap();
+        // A retry that meets the first try still running is told when to come back.
+        assert_eq!(status == 409, retry_after, "{status} with Retry-After {retry_after}");
+        statuses.push(status);
     }
     assert!(
         statuses.iter().all(|s| *s == 202 || *s == 409),
