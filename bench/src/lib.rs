@@ -8,7 +8,10 @@
 //! [`harness`] is the benchmark harness (`cargo run --release -p bench -- <scenario>`):
 //! GateKeeper next to nginx and HAProxy, the control plane, the route table at scale.
 //! Micro-benchmarks live beside the code they measure (`cargo bench -p gateway`).
+//!
+//! [`chaos`] runs Lyra under load while its parts fail, and soaks it (`lyra-chaos`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark tooling, not the product
 
+pub mod chaos;
 pub mod harness;
 pub mod standin;

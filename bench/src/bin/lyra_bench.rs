@@ -55,37 +55,6 @@ struct Args {
     no_build: bool,
 }
 
-/// Builds the binaries the harness starts, in the harness's own profile, when run by cargo.
-fn build_siblings() -> Result<(), String> {
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        return Ok(());
-    };
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let release = exe.parent().is_some_and(|d| d.ends_with("release"));
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args([
-        "build",
-        "--locked",
-        "-p",
-        "lyra",
-        "--bin",
-        "lyra",
-        "-p",
-        "bench",
-        "--bin",
-        "qdrant-standin",
-    ]);
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err("building lyra and qdrant-standin failed".into())
-    }
-}
-
 /// The scenarios to run.
 #[derive(Debug, Clone)]
 struct Selection(Vec<Scenario>);
@@ -124,7 +93,7 @@ fn main() -> ExitCode {
     };
     let chosen = args.scenario.0.clone();
     if !args.no_build
-        && let Err(e) = build_siblings()
+        && let Err(e) = procs::build_siblings()
     {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;

@@ -50,6 +50,33 @@ pub struct Lyra {
     pub pinning: Pinning,
     orion: Child,
     nebula: Child,
+    nebula_spec: NebulaSpec,
+}
+
+/// How Nebula is started, so that it can be killed and started again (chaos runs).
+struct NebulaSpec {
+    bin: PathBuf,
+    redis_url: String,
+    master_key: String,
+    nodes: PathBuf,
+    standin: PathBuf,
+    admin: u16,
+    log: PathBuf,
+}
+
+impl NebulaSpec {
+    fn command(&self) -> Command {
+        let mut nebula = Command::new(&self.bin);
+        nebula
+            .arg("nebula")
+            .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin)])
+            .env("LYRA_REDIS_URL", &self.redis_url)
+            .env("LYRA_MASTER_KEY", &self.master_key)
+            .env("LYRA_DATA_DIR", &self.nodes)
+            .env("QDRANT_BIN", &self.standin)
+            .env("RUST_LOG", "warn");
+        nebula
+    }
 }
 
 impl Drop for Lyra {
@@ -138,19 +165,17 @@ impl Lyra {
             .env("LYRA_OPERATOR_TOKEN", &operator)
             .env("RUST_LOG", "warn");
         let orion = procs::spawn(orion, pinning.rest, &work.path().join("orion.log"))?;
-        let mut nebula = Command::new(&lyra_bin);
-        nebula
-            .arg("nebula")
-            .args([
-                "--admin-listen",
-                &format!("127.0.0.1:{}", free_port().map_err(setup("port"))?),
-            ])
-            .env("LYRA_REDIS_URL", redis.url())
-            .env("LYRA_MASTER_KEY", &master_key)
-            .env("LYRA_DATA_DIR", work.path().join("nodes"))
-            .env("QDRANT_BIN", &standin)
-            .env("RUST_LOG", "warn");
-        let nebula = procs::spawn(nebula, pinning.rest, &work.path().join("nebula.log"))?;
+        let nebula_admin = free_port().map_err(setup("port"))?;
+        let nebula = NebulaSpec {
+            bin: lyra_bin.clone(),
+            redis_url: redis.url(),
+            master_key: master_key.clone(),
+            nodes: work.path().join("nodes"),
+            standin,
+            admin: nebula_admin,
+            log: work.path().join("nebula.log"),
+        };
+        let nebula_child = procs::spawn(nebula.command(), pinning.rest, &nebula.log)?;
         let api = format!("http://127.0.0.1:{orion_port}");
         let http = reqwest::Client::new();
         ready(
@@ -232,7 +257,8 @@ impl Lyra {
             http,
             pinning,
             orion,
-            nebula,
+            nebula: nebula_child,
+            nebula_spec: nebula,
         })
     }
 
@@ -325,6 +351,79 @@ impl Lyra {
 
     pub fn work_dir(&self) -> &Path {
         self.work.path()
+    }
+
+    /// Orion's and Nebula's process ids.
+    pub fn service_pids(&self) -> (u32, u32) {
+        (self.orion.id(), self.nebula.id())
+    }
+
+    /// Nebula's admin port (`/metrics`).
+    pub fn nebula_admin(&self) -> u16 {
+        self.nebula_spec.admin
+    }
+
+    /// kill -9 Nebula (its nodes live on, as they do when a worker crashes).
+    pub fn kill_nebula(&mut self) -> Result<(), HarnessError> {
+        testkit::supervised::kill(&mut self.nebula).map_err(setup("kill nebula"))
+    }
+
+    /// Starts Nebula again, as its supervisor would after a crash.
+    pub fn restart_nebula(&mut self) -> Result<(), HarnessError> {
+        let _ = testkit::supervised::kill(&mut self.nebula);
+        let spec = &self.nebula_spec;
+        self.nebula = procs::spawn(spec.command(), self.pinning.rest, &spec.log)?;
+        Ok(())
+    }
+
+    /// Where Nebula's local driver keeps each cluster's nodes (`<dir>/<cluster id>`).
+    pub fn nodes_dir(&self) -> PathBuf {
+        self.nebula_spec.nodes.join("nodes")
+    }
+
+    /// The live node processes of `cluster` (found by their storage path).
+    pub fn node_pids(&self, cluster: &str) -> Vec<u32> {
+        testkit::procs::qdrant_nodes_under(&self.nodes_dir().join(cluster))
+    }
+
+    /// Creates a cluster of `nodes` nodes, waits until it is HEALTHY and makes a manage key
+    /// for it: `(cluster id, endpoint host, key)`.
+    pub async fn healthy_cluster(
+        &self,
+        name: &str,
+        nodes: u32,
+    ) -> Result<(String, String, String), HarnessError> {
+        let call = Caller {
+            http: &self.http,
+            api: &self.api,
+        };
+        let clusters = format!("/api/v1/accounts/{}/clusters", self.account);
+        let spec = json!({"name": name, "cloud_provider": "local", "cloud_region": "dev",
+            "configuration": {"num_nodes": nodes, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}});
+        let created = call
+            .json(&self.token, "POST", &clusters, Some(spec))
+            .await?;
+        let id = field(&created, "id")?;
+        let host = field(&created, "endpoint")?;
+        let path = format!("{clusters}/{id}");
+        procs::until("a cluster HEALTHY", Duration::from_secs(60), || {
+            let (call, token, path) = (&call, &self.token, &path);
+            async move {
+                call.json(token, "GET", path, None)
+                    .await
+                    .is_ok_and(|c| c["phase"] == "HEALTHY")
+            }
+        })
+        .await?;
+        let key = call
+            .json(
+                &self.token,
+                "POST",
+                &format!("{path}/api-keys"),
+                Some(json!({"name": name, "access": "manage"})),
+            )
+            .await?;
+        Ok((id, host, field(&key, "key")?))
     }
 }
 

@@ -184,3 +184,34 @@ where
     }
     Err(HarnessError::Setup(format!("timed out: {what}")))
 }
+
+/// Builds the binaries the harness starts, in the harness's own profile, when run by cargo.
+pub fn build_siblings() -> Result<(), String> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let release = exe.parent().is_some_and(|d| d.ends_with("release"));
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args([
+        "build",
+        "--locked",
+        "-p",
+        "lyra",
+        "--bin",
+        "lyra",
+        "-p",
+        "bench",
+        "--bin",
+        "qdrant-standin",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("building lyra and qdrant-standin failed".into())
+    }
+}

@@ -240,7 +240,7 @@ fn machine() -> String {
     format!("{cpus} CPUs ({model})")
 }
 
-mod charts {
+pub(crate) mod charts {
     use std::path::{Path, PathBuf};
 
     use plotters::prelude::*;
@@ -254,7 +254,7 @@ mod charts {
     ];
 
     /// Registers a system font once (plotters draws text with ab_glyph, which needs one).
-    fn font_ready() -> bool {
+    pub(crate) fn font_ready() -> bool {
         static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *READY.get_or_init(|| {
             FONT_FILES.iter().any(|f| {
