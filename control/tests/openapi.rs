@@ -239,6 +239,13 @@ async fn every_operation_documents_the_answers_of_the_layers_it_passes() {
                 assert!(has(status), "{what}: Idempotency-Key answers {status}");
             }
             assert!(responses["303"]["headers"]["Location"].is_object());
+            assert!(responses["409"]["headers"]["Retry-After"].is_object());
+            for (status, response) in responses.iter().filter(|(s, _)| s.starts_with('2')) {
+                assert!(
+                    response["headers"]["Idempotent-Replayed"].is_object(),
+                    "{what} {status}"
+                );
+            }
         } else {
             assert!(key.is_none(), "{what} takes no Idempotency-Key");
         }

@@ -30,6 +30,8 @@ const KEY_CONFLICT: &str = "this `Idempotency-Key` was used with a different req
      request is still in progress, or that request's answer showed a secret once and is not kept";
 const KEY_SEE_OTHER: &str = "a retry with this `Idempotency-Key`: the first request succeeded, \
      its answer was too large to keep, and `Location` is where its resource is";
+const KEY_RETRY: &str = "present when a retry with the same `Idempotency-Key` can pass: the \
+     seconds until then (the first request is still in progress, or has just finished)";
 const REPLAYED: &str =
     "`true` when this is the kept answer to an earlier request with the same `Idempotency-Key`";
 
@@ -89,10 +91,15 @@ pub fn add(doc: &mut OpenApi) {
                         header(Type::String, "where the first request's resource is"),
                     );
                 }
+                if let Some(RefOr::T(conflict)) = op.responses.responses.get_mut("409") {
+                    conflict
+                        .headers
+                        .insert("Retry-After".to_owned(), header(Type::Integer, KEY_RETRY));
+                }
                 for (status, response) in op.responses.responses.iter_mut() {
                     if let (true, RefOr::T(r)) = (status.starts_with('2'), response) {
                         r.headers.insert(
-                            idempotency::REPLAYED_HEADER.to_owned(),
+                            "Idempotent-Replayed".to_owned(),
                             header(Type::String, REPLAYED),
                         );
                     }
