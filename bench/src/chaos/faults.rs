@@ -331,12 +331,9 @@ pub async fn run(opts: FaultOptions) -> Result<(String, Vec<String>), HarnessErr
     // Promises broken (not speed: a slow resync is reported, never judged here).
     let mut broken: Vec<String> = Vec::new();
     let mut windows = Vec::new();
-    for (i, f) in faults.iter().enumerate() {
-        // A fault's window runs from its start to the next quiet half-way (or settle after it).
-        let to = faults
-            .get(i + 1)
-            .map_or(f.end + opts.quiet, |n| n.start.min(f.end + opts.quiet))
-            .max(f.end + settle);
+    for f in &faults {
+        // A fault's window: from its start until two seconds after the harness undid it.
+        let to = f.end + settle;
         windows.push((f.start, to));
         let (rb, ra) = traffic::failures_between(&reads, f.start, to);
         let (wb, wa) = traffic::failures_between(&writes, f.start, to);
