@@ -107,7 +107,11 @@ async fn concurrent_retries_create_one_cluster() {
     for t in tries {
         let (status, retry_after) = t.await.unwrap();
         // A retry that meets the first try still running is told when to come back.
-        assert_eq!(status == 409, retry_after, "{status} with Retry-After {retry_after}");
+        assert_eq!(
+            status == 409,
+            retry_after,
+            "{status} with Retry-After {retry_after}"
+        );
         statuses.push(status);
     }
     assert!(
