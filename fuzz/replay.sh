@@ -13,16 +13,18 @@ bin="$CARGO_TARGET_DIR/debug"
 seeds="$CARGO_TARGET_DIR/fuzz-seeds"
 rm -rf "$seeds"
 "$bin/make-seeds" "$seeds"
+shopt -s nullglob
 for source in fuzz/fuzz_targets/*.rs; do
   t=$(basename "$source" .rs)
-  inputs=("$seeds/$t"/*)
-  if [ -d "fuzz/regressions/$t" ]; then
-    shopt -s nullglob
-    inputs+=("fuzz/regressions/$t"/*)
-    shopt -u nullglob
+  inputs=("$seeds/$t"/* fuzz/regressions/"$t"/*)
+  if [ "${#inputs[@]}" -eq 0 ]; then
+    echo "fuzz target $t has no seeds: make-seeds must write some" >&2
+    exit 1
   fi
-  # libFuzzer runs each file given once and exits non-zero on the first crash.
-  "$bin/$t" -runs=1 "${inputs[@]}" >"$CARGO_TARGET_DIR/fuzz-replay-$t.log" 2>&1 || {
+  # libFuzzer runs each file given once and exits non-zero on the first crash (whose input it
+  # writes under the target directory, not into the checkout).
+  "$bin/$t" -runs=1 -artifact_prefix="$CARGO_TARGET_DIR/" "${inputs[@]}" \
+    >"$CARGO_TARGET_DIR/fuzz-replay-$t.log" 2>&1 || {
     cat "$CARGO_TARGET_DIR/fuzz-replay-$t.log"
     echo "fuzz target $t crashed on a seed or regression input" >&2
     exit 1

@@ -33,9 +33,9 @@ for t in "${targets[@]}"; do
   cargo fuzz run "$t" "corpus/$t" "seeds/$t" "regressions/$t" -- \
     -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=4096 \
     >"logs/$t.log" 2>&1 || { tail -40 "logs/$t.log"; echo "!! $t failed: see fuzz/logs/$t.log"; exit 1; }
-  done_line=$(grep -aE '^#[0-9]+[[:space:]]+DONE' "logs/$t.log" | tail -1)
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "logs/$t.log")
-  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "logs/$t.log")
+  done_line=$(grep -aE '^#[0-9]+[[:space:]]+DONE' "logs/$t.log" | tail -1 || true)
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "logs/$t.log" || true)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "logs/$t.log" || true)
   cov=$(sed -E -n 's/.* cov: ([0-9]+) ft: ([0-9]+) corp: ([0-9]+).*/cov \1, features \2, corpus \3/p' <<<"$done_line")
   echo "    $execs executions ($rate/s), $cov"
 done

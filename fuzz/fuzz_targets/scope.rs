@@ -34,9 +34,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let needed = need(&method, path);
     if let Need::Read(c) | Need::Write(c) = needed {
-        let second = path.trim_matches('/').split('/').nth(1);
+        // Found another way: what follows the leading `collections/`, up to the next slash.
+        let named = path
+            .trim_start_matches('/')
+            .strip_prefix("collections/")
+            .map(|rest| {
+                rest.split_once('/')
+                    .map_or(rest.trim_end_matches('/'), |(c, _)| c)
+            });
         assert_eq!(
-            second,
+            named,
             Some(c),
             "{method} {path:?} names the wrong collection"
         );

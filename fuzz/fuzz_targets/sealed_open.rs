@@ -4,7 +4,7 @@
 //! - even: any bytes as the stored JSON of a sealed value, opened under a cluster's secret
 //!   contexts or the CA's; never a panic, and whatever opens seals and opens again to the same
 //!   plaintext;
-//! - odd: a plaintext length byte, then (position, byte) edits applied to the JSON of that
+//! - odd: a plaintext length byte, then (2-byte position, byte) edits applied to the JSON of that
 //!   plaintext freshly sealed. An edited blob opens to the original plaintext or not at all,
 //!   and never under another context.
 #![no_main]
@@ -56,9 +56,10 @@ fuzz_target!(|data: &[u8]| {
     let sealed = KEYRING.seal(&plain, context).expect("a plaintext seals");
     let json = serde_json::to_vec(&sealed).expect("a sealed value encodes");
     let mut edited = json.clone();
-    for pair in edits.chunks_exact(2) {
-        let at = usize::from(pair[0]) % edited.len();
-        edited[at] = pair[1];
+    // Two-byte positions reach every byte of the blob, the tag at the end of a long one too.
+    for edit in edits.chunks_exact(3) {
+        let at = usize::from(u16::from_be_bytes([edit[0], edit[1]])) % edited.len();
+        edited[at] = edit[2];
     }
     let Ok(tampered) = serde_json::from_slice::<Sealed>(&edited) else {
         return;

@@ -111,7 +111,8 @@ async fn churn(
     errors
 }
 
-/// Runs the soak; the report (Markdown) and whether no request failed and no churn erred.
+/// Runs the soak; the report (Markdown) and whether no request failed, no churn erred and
+/// every process stayed flat.
 pub async fn run(opts: SoakOptions) -> Result<(String, bool), HarnessError> {
     let lyra = Lyra::start(Pinning::detect()).await?;
     let gk = lyra.gatekeeper("gatekeeper", &[]).await?;
@@ -252,6 +253,36 @@ pub async fn run(opts: SoakOptions) -> Result<(String, bool), HarnessError> {
         p99s.iter().copied().fold(f64::INFINITY, f64::min),
         p99s.iter().copied().fold(0.0, f64::max)
     );
+    // Flat: every process's RSS within 10% of its median after the warm-up, and its open
+    // descriptors within a few of their least (connections come and go between windows).
+    let mut unflat = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        let mut rss: Vec<f64> = steady.iter().map(|p| p.rss_mib[k]).collect();
+        rss.sort_by(f64::total_cmp);
+        let median = rss.get(rss.len() / 2).copied().unwrap_or(0.0);
+        if rss
+            .iter()
+            .any(|r| (r / median.max(1e-9) - 1.0).abs() > 0.10)
+        {
+            unflat.push(format!(
+                "{name}'s RSS moved more than 10% from {median:.1} MiB"
+            ));
+        }
+        let fds: Vec<usize> = steady.iter().map(|p| p.fds[k]).collect();
+        let (lo, hi) = (
+            fds.iter().copied().min().unwrap_or(0),
+            fds.iter().copied().max().unwrap_or(0),
+        );
+        if hi > lo + (lo / 10).max(4) {
+            unflat.push(format!("{name}'s open descriptors went from {lo} to {hi}"));
+        }
+    }
+    if unflat.is_empty() {
+        let _ = writeln!(md, "\nRSS and open descriptors stayed flat.");
+    }
+    for u in &unflat {
+        let _ = writeln!(md, "- not flat: {u}");
+    }
     for e in churn_errors.iter().take(20) {
         let _ = writeln!(md, "- churn error: {e}");
     }
@@ -293,5 +324,8 @@ pub async fn run(opts: SoakOptions) -> Result<(String, bool), HarnessError> {
         ],
     )?;
     drop(gk);
-    Ok((md, failed == 0 && churn_errors.is_empty()))
+    Ok((
+        md,
+        failed == 0 && churn_errors.is_empty() && unflat.is_empty(),
+    ))
 }

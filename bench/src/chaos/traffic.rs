@@ -45,17 +45,20 @@ impl Traffic {
         Self { stop, tasks }
     }
 
-    /// Stops the clients and returns every request, in the order they were sent.
-    pub async fn stop(self) -> Vec<Request> {
+    /// Stops the clients and returns every request, in the order they were sent, and how many
+    /// clients died (a client that panicked lost its log: the run cannot be judged).
+    pub async fn stop(self) -> (Vec<Request>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
+        let mut died = 0;
         for t in self.tasks {
-            if let Ok(log) = t.await {
-                all.extend(log);
+            match t.await {
+                Ok(log) => all.extend(log),
+                Err(_) => died += 1,
             }
         }
         all.sort_by_key(|r| r.sent);
-        all
+        (all, died)
     }
 }
 
@@ -101,20 +104,24 @@ async fn client(target: Target, stop: Arc<AtomicBool>, pause: Duration) -> Vec<R
     log
 }
 
-/// Requests sent in `[from, to)` that did not get a correct answer, and all sent in it.
-pub fn failures_between(log: &[Request], from: Instant, to: Instant) -> (usize, usize) {
-    let window = log.iter().filter(|r| r.sent >= from && r.sent < to);
-    let (mut bad, mut all) = (0, 0);
-    for r in window {
-        all += 1;
-        if r.outcome != Outcome::Ok {
-            bad += 1;
-        }
-    }
-    (bad, all)
+/// Requests that overlapped `[from, to)` (sent before it ended, ended after it began): how
+/// many did not get a correct answer, and how many there were.
+pub fn failures_during(log: &[Request], from: Instant, to: Instant) -> (usize, usize) {
+    count(log.iter().filter(|r| r.sent < to && r.done > from))
 }
 
-/// Requests in flight at `at` (sent before, ended after).
-pub fn in_flight_at(log: &[Request], at: Instant) -> usize {
-    log.iter().filter(|r| r.sent <= at && r.done > at).count()
+/// Requests in flight at `at` (sent before, ended after): failed, and all.
+pub fn in_flight_at(log: &[Request], at: Instant) -> (usize, usize) {
+    count(log.iter().filter(|r| r.sent <= at && r.done > at))
+}
+
+/// Requests sent in `(from, to)`: failed, and all.
+pub fn sent_between(log: &[Request], from: Instant, to: Instant) -> (usize, usize) {
+    count(log.iter().filter(|r| r.sent > from && r.sent < to))
+}
+
+fn count<'a>(requests: impl Iterator<Item = &'a Request>) -> (usize, usize) {
+    requests.fold((0, 0), |(bad, all), r| {
+        (bad + usize::from(r.outcome != Outcome::Ok), all + 1)
+    })
 }

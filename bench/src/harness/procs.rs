@@ -70,7 +70,12 @@ pub fn pin_current_thread(cpu: Option<usize>) -> Result<(), HarnessError> {
 /// Spawns `command` pinned to `cpu` (all its threads inherit it), killed when the harness
 /// ends however it ends, with its output in `log`.
 pub fn spawn(mut command: Command, cpu: Option<usize>, log: &Path) -> Result<Child, HarnessError> {
-    let out = std::fs::File::create(log)
+    // Appended to: a process started again (after a crash the harness caused) keeps the log
+    // of its first life.
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
         .map_err(|e| HarnessError::Setup(format!("cannot create {}: {e}", log.display())))?;
     let err = out
         .try_clone()

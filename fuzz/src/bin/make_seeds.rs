@@ -256,6 +256,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let ca = serde_json::to_vec(&keyring.seal(b"-----BEGIN PRIVATE KEY-----", "lyra/ca/key")?)?;
     write(dir, "sealed_open", "sealed-ca", &prefixed(0, &ca))?;
-    write(dir, "sealed_open", "edit-0", &[1, 32, 40, b'x', 90, b'A'])?;
+    write(
+        dir,
+        "sealed_open",
+        "edit-0",
+        &[1, 32, 0, 40, b'x', 0, 150, b'A'],
+    )?;
     Ok(())
 }
