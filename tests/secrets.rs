@@ -5,12 +5,15 @@
 //! through GateKeeper, a resize, a revocation, a delete) and an attacker tries every secret
 //! the platform holds where a credential goes (near-misses of real keys and tokens, the
 //! cluster's own Qdrant secrets, the gateway key, the operator token as an API key). Then every
-//! log line, every metric of the three admin ports and every error body and CLI error line is
-//! searched for every secret made along the way: none may appear, whole or in part.
+//! log line, every metric of the three admin ports, every error body (with its headers), all
+//! the CLI wrote to stderr and Redis's log are searched for every secret made along the way
+//! (keys, tokens, the Qdrant secrets, the CA's and the region's TLS keys; byte secrets also as
+//! hex and as a byte list): none may appear, whole or in part.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 mod common;
 
+use base64::Engine as _;
 use common::dev::{Dev, grpc, rest, stderr, until};
 use common::https::Answer;
 use contract::keyscheme::SecretKind;
@@ -129,6 +132,47 @@ async fn no_secret_reaches_a_log_a_metric_or_an_error_body() {
         ("Qdrant read-only secret", read_only.clone()),
     ] {
         secrets.push((name.to_owned(), value));
+    }
+    // Secrets that are bytes may be printed as bytes: as hex, and as a Rust byte list.
+    let b64 = |text: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim().trim_end_matches('='))
+            .or_else(|_| {
+                base64::engine::general_purpose::STANDARD_NO_PAD
+                    .decode(text.trim().trim_end_matches('='))
+            })
+            .unwrap()
+    };
+    for (name, bytes) in [
+        ("platform key", b64(&platform_key)),
+        ("gateway key", b64(&gateway_key)),
+        ("Qdrant read-write secret", read_write.as_bytes().to_vec()),
+    ] {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        secrets.push((format!("{name} as hex"), hex));
+        let list = format!("{:?}", &bytes[..8]);
+        secrets.push((
+            format!("{name} as a byte list"),
+            list.trim_end_matches(']').to_owned(),
+        ));
+    }
+    // The region's TLS key, which GateKeeper unseals to serve every endpoint.
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{redis_port}/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let region = certs::store::load_region(&mut conn, &keyring, "local", "dev")
+        .await
+        .unwrap()
+        .expect("the dev region has a certificate");
+    for (i, line) in region
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= WINDOW)
+        .enumerate()
+    {
+        secrets.push((format!("region TLS key, line {i}"), line.to_owned()));
     }
     // The CA's private key: every line of its PEM body.
     for (i, line) in read("ca.key")
@@ -267,7 +311,15 @@ async fn no_secret_reaches_a_log_a_metric_or_an_error_body() {
             .await
             .unwrap();
         assert_eq!(r.status(), 401, "{what}");
-        said.add(format!("Orion: {what}"), r.text().await.unwrap());
+        let headers: String = r
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        said.add(
+            format!("Orion: {what}"),
+            format!("{headers}{}", r.text().await.unwrap()),
+        );
     }
     // A viewer writing, and bad input: refusals from Orion carrying a real token.
     let refused = dev
@@ -334,6 +386,13 @@ async fn no_secret_reaches_a_log_a_metric_or_an_error_body() {
         .await;
     dev.interrupt().await;
 
+    for (i, text) in dev.cli_stderr().into_iter().enumerate() {
+        said.add(format!("the CLI's stderr, run {i}"), text);
+    }
+    // Redis's own log, which lyra dev keeps beside its data.
+    if let Ok(text) = std::fs::read_to_string(data.join("redis").join("redis.log")) {
+        said.add("redis.log", text);
+    }
     let log = std::fs::read_to_string(dev.log_file().unwrap()).unwrap();
     let lines = log.lines().count();
     assert!(

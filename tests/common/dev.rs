@@ -28,6 +28,8 @@ pub struct Dev {
     /// Where `lyra dev` writes its output at `RUST_LOG=debug`, when asked for ([`Dev::logged`]);
     /// else it logs warnings to the test's stderr.
     log: Option<PathBuf>,
+    /// What the CLI wrote to stderr, every run, when logging ([`Dev::logged`]).
+    cli_stderr: std::sync::Mutex<Vec<String>>,
 }
 
 impl Dev {
@@ -50,6 +52,7 @@ impl Dev {
             ],
             child: None,
             log: None,
+            cli_stderr: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -126,9 +129,21 @@ impl Dev {
         cmd.current_dir(&self.cwd).args(args);
         clean_env(&mut cmd);
         cmd.envs(env.iter().copied()).stdin(Stdio::null());
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
-            .unwrap()
+            .unwrap();
+        if self.log.is_some() {
+            self.cli_stderr
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        out
+    }
+
+    /// Everything the CLI wrote to stderr so far (only for a [`Dev::logged`]).
+    pub fn cli_stderr(&self) -> Vec<String> {
+        self.cli_stderr.lock().unwrap().clone()
     }
 
     /// Runs the CLI and returns its stdout, failing the test with stderr if it fails.
