@@ -29,6 +29,36 @@ const KEEP_SECS: u64 = 24 * 60 * 60;
 const CLAIM_SECS: u64 = 60;
 pub const MAX_KEY_LEN: usize = 255;
 
+/// Request extension: the Idempotency-Key this request holds. A handler whose effect must
+/// not happen twice (a create) stores [`Claim::reference`] in the same atomic step as the
+/// effect: if Redis is lost right after it, before the answer is recorded, the claim would
+/// otherwise expire and a retry with the same key would do it again.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The Redis key the claim lives at.
+    pub redis_key: String,
+    fingerprint: String,
+}
+
+impl Claim {
+    /// How long the reference is kept: as long as any recorded answer.
+    pub const KEEP_SECS: u64 = KEEP_SECS;
+
+    /// What the claim becomes once the effect happened: its status and where the resource is
+    /// (a retry gets 303 to it until the full answer replaces this).
+    pub fn reference(
+        &self,
+        status: StatusCode,
+        location: &str,
+    ) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&Stored::Reference {
+            fingerprint: self.fingerprint.clone(),
+            status: status.as_u16(),
+            location: Some(location.to_owned()),
+        })
+    }
+}
+
 /// Response extension: this answer shows a secret once and must not be kept for replay.
 #[derive(Debug, Clone, Copy)]
 pub struct SecretBearing;
@@ -106,7 +136,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         .unwrap_or_default();
     let scope = hex(&Sha256::digest(&credential)[..16]);
 
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY_BYTES).await else {
         return Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -148,6 +178,10 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     match claimed {
         Err(e) => Problem::from(e).into_response(),
         Ok(Some(_)) => {
+            parts.extensions.insert(Claim {
+                redis_key: redis_key.clone(),
+                fingerprint: fingerprint.clone(),
+            });
             let response = next
                 .run(Request::from_parts(parts, Body::from(bytes)))
                 .await;

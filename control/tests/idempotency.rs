@@ -336,3 +336,65 @@ async fn an_answer_too_large_to_keep_is_still_given_and_a_retry_is_sent_to_the_r
     assert_eq!(again.status(), 422);
     assert_eq!(again.text().await.unwrap(), first);
 }
+
+/// A create's Idempotency-Key is answered in the same atomic step that writes the cluster: if
+/// Redis is lost right after it, before Orion records its answer, a retry with the key still
+/// finds this cluster (303 to it) instead of the claim expiring and a second cluster being made.
+#[tokio::test]
+async fn the_create_script_answers_the_key_in_the_step_that_writes_the_cluster() {
+    use contract::cluster::{Cluster, ClusterSpec};
+    use contract::record::ClusterRecord;
+
+    let orion = Orion::start().await;
+    let account = orion.create_account("acme").await;
+    orion.put_region("local", "dev", room_for(5)).await;
+    let mut con = orion.redis();
+    let limits: Option<String> = redis::cmd("HGET")
+        .arg(keyspace::region("local", "dev"))
+        .arg("node_limits")
+        .query(&mut con)
+        .unwrap();
+    let spec: ClusterSpec = serde_json::from_value(spec("lost-answer", 1)).unwrap();
+    let tld = contract::host::Tld::new("localhost").unwrap();
+    let cluster =
+        Cluster::new(account.parse().unwrap(), spec, &tld, jiff::Timestamp::now()).unwrap();
+    let claim = "lyra:idempotency:test-scope:lost-answer";
+    let script = redis::Script::new(contract::scripts::CREATE_CLUSTER);
+    let create = |limits: &str| {
+        let mut script = script.prepare_invoke();
+        script
+            .key(keyspace::region("local", "dev"))
+            .key(keyspace::region_waiting("local", "dev"))
+            .key(keyspace::cluster(cluster.id))
+            .key(keyspace::account_clusters(cluster.account_id))
+            .key(keyspace::command_stream())
+            .key(keyspace::cluster_queued_command(cluster.id))
+            .key(claim)
+            .arg(keyspace::PREFIX)
+            .arg("2026-12-07T00:00:00Z")
+            .arg(cluster.id.to_string())
+            .arg(1)
+            .arg("{}")
+            .arg(limits)
+            .arg("the answer's reference")
+            .arg(60);
+        for (field, value) in ClusterRecord::cluster_fields(&cluster).unwrap() {
+            script.arg(field).arg(value);
+        }
+        script
+    };
+    // Refused (the region's limits moved): nothing written, the key untouched.
+    let reply: Vec<String> = create("not what is stored").invoke(&mut con).unwrap();
+    assert_eq!(reply, ["LIMITS_CHANGED"]);
+    let held: Option<String> = redis::cmd("GET").arg(claim).query(&mut con).unwrap();
+    assert_eq!(held, None);
+    // Written: the key's record with it.
+    let reply: Vec<String> = create(&limits.unwrap_or_default())
+        .invoke(&mut con)
+        .unwrap();
+    assert_eq!(reply, ["CREATING"]);
+    let held: Option<String> = redis::cmd("GET").arg(claim).query(&mut con).unwrap();
+    assert_eq!(held.as_deref(), Some("the answer's reference"));
+    let ttl: i64 = redis::cmd("TTL").arg(claim).query(&mut con).unwrap();
+    assert!((1..=60).contains(&ttl), "kept with its lifetime: {ttl}");
+}

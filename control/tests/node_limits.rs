@@ -376,6 +376,8 @@ async fn the_scripts_refuse_limits_that_changed_after_the_check() {
         .arg(1)
         .arg("{}")
         .arg("")
+        .arg("")
+        .arg(0)
         .arg("id")
         .arg(new_id)
         .invoke(&mut con)

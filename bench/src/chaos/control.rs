@@ -130,7 +130,11 @@ impl Tenant {
         let (status, created, unanswered) = self
             .command(reqwest::Method::POST, &clusters, Some(spec))
             .await?;
-        let Some(id) = created["id"].as_str().filter(|_| status == 202) else {
+        // 202, or 200 when a retry was sent (303) to the cluster the first try made.
+        let Some(id) = created["id"]
+            .as_str()
+            .filter(|_| status == 202 || status == 200)
+        else {
             return Err(format!("create answered {status}: {created}"));
         };
         let id = id.to_owned();
@@ -159,7 +163,7 @@ impl Tenant {
                 (Instant::now(), unanswered)
             } else {
                 let (status, answer, unanswered) = self.command(method, &path, body).await?;
-                if status != 202 {
+                if status != 202 && status != 200 {
                     return Err(format!("{op} answered {status}: {answer}"));
                 }
                 (Instant::now(), unanswered)

@@ -7,7 +7,10 @@
 -- ARGV[5] command envelope JSON
 -- ARGV[6] the region's node_limits field as Orion read it and checked the request against
 --         ('' when the region has none)
--- ARGV[7..] cluster hash field/value pairs
+-- KEYS[7] (optional) the request's Idempotency-Key record
+-- ARGV[7] what that record becomes once the cluster is written ('' for none)
+-- ARGV[8] how long it is kept (seconds)
+-- ARGV[9..] cluster hash field/value pairs
 -- Returns { 'NO_REGION' } | { 'LIMITS_CHANGED' } | { 'CREATING' } | { 'PENDING', reason }.
 if redis.call('EXISTS', KEYS[1]) == 0 then return { 'NO_REGION' } end
 -- An operator may have changed the region's bounds since Orion checked the request: then
@@ -15,7 +18,12 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return { 'NO_REGION' } end
 if (redis.call('HGET', KEYS[1], 'node_limits') or '') ~= ARGV[6] then return { 'LIMITS_CHANGED' } end
 
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+-- Written with the cluster, so a retry with the same key finds it even when Orion could not
+-- record its answer afterwards (Redis lost in between): never a second cluster.
+if KEYS[7] and ARGV[7] ~= '' then
+  redis.call('SET', KEYS[7], ARGV[7], 'EX', tonumber(ARGV[8]))
+end
 redis.call('HSET', KEYS[3], unpack(fields))
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
 

@@ -182,6 +182,7 @@ pub async fn create_cluster(
     State(state): State<AppState>,
     who: Principal,
     rid: RequestId,
+    claim: Option<axum::Extension<idempotency::Claim>>,
     headers: HeaderMap,
     ApiPath(path): ApiPath<AccountPath>,
     ApiJson(spec): ApiJson<ClusterSpec>,
@@ -208,6 +209,15 @@ pub async fn create_cluster(
     );
     let command_json = command.to_json().map_err(StoreError::from)?;
     let fields = ClusterRecord::cluster_fields(&cluster).map_err(StoreError::from)?;
+    // The Idempotency-Key's record, written with the cluster (see `idempotency::Claim`).
+    let claimed = match &claim {
+        Some(axum::Extension(c)) => Some((
+            c.redis_key.clone(),
+            c.reference(StatusCode::ACCEPTED, &location(&cluster))
+                .map_err(StoreError::from)?,
+        )),
+        None => None,
+    };
 
     let reply = under_limits(&state, &cluster, &cluster.configuration, |raw| {
         let mut invocation = lua::CREATE_CLUSTER.prepare_invoke();
@@ -230,6 +240,17 @@ pub async fn create_cluster(
             .arg(now.as_millisecond())
             .arg(&command_json)
             .arg(raw);
+        match &claimed {
+            Some((key, reference)) => {
+                invocation
+                    .key(key)
+                    .arg(reference)
+                    .arg(idempotency::Claim::KEEP_SECS);
+            }
+            None => {
+                invocation.arg("").arg(0);
+            }
+        }
         for (field, value) in &fields {
             invocation.arg(field).arg(value);
         }
