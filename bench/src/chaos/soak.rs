@@ -224,9 +224,9 @@ pub async fn run(opts: SoakOptions) -> Result<(String, bool), HarnessError> {
     );
     let _ = writeln!(
         md,
-        "| process | RSS after warm-up (MiB) | RSS spread around its median | open fds after warm-up |"
+        "| process | RSS after warm-up (MiB) | RSS spread around its median | open fds after warm-up | fds, median of the first and last quarter |"
     );
-    let _ = writeln!(md, "|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|");
     for (k, name) in names.iter().enumerate() {
         let mut rss: Vec<f64> = steady.iter().map(|p| p.rss_mib[k]).collect();
         rss.sort_by(f64::total_cmp);
@@ -236,13 +236,21 @@ pub async fn run(opts: SoakOptions) -> Result<(String, bool), HarnessError> {
             rss.last().copied().unwrap_or(0.0),
         );
         let median = rss.get(rss.len() / 2).copied().unwrap_or(0.0).max(1e-9);
+        let quarter = (fds.len() / 4).max(1);
+        let fd_median = |v: Vec<usize>| {
+            let mut v = v;
+            v.sort_unstable();
+            v.get(v.len() / 2).copied().unwrap_or(0)
+        };
         let _ = writeln!(
             md,
-            "| {name} | {lo:.1} to {hi:.1} | {:+.1}% / {:+.1}% | {} to {} |",
+            "| {name} | {lo:.1} to {hi:.1} | {:+.1}% / {:+.1}% | {} to {} | {} and {} |",
             (lo / median - 1.0) * 100.0,
             (hi / median - 1.0) * 100.0,
             fds.iter().min().unwrap_or(&0),
             fds.iter().max().unwrap_or(&0),
+            fd_median(fds.iter().take(quarter).copied().collect()),
+            fd_median(fds.iter().rev().take(quarter).copied().collect()),
         );
     }
     let p99s: Vec<f64> = steady.iter().map(|p| p.p99_ms).collect();
@@ -254,12 +262,17 @@ pub async fn run(opts: SoakOptions) -> Result<(String, bool), HarnessError> {
         p99s.iter().copied().fold(0.0, f64::max)
     );
     // Flat: every process's RSS within 10% of its median after the warm-up, and its open
-    // descriptors within a few of their least (connections come and go between windows).
+    // descriptors not growing: a sample is taken as a window's connections close, so single
+    // samples jump; a leak shows as the last quarter's median above the first quarter's.
+    let median_of = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let quarter = (steady.len() / 4).max(1);
     let mut unflat = Vec::new();
     for (k, name) in names.iter().enumerate() {
-        let mut rss: Vec<f64> = steady.iter().map(|p| p.rss_mib[k]).collect();
-        rss.sort_by(f64::total_cmp);
-        let median = rss.get(rss.len() / 2).copied().unwrap_or(0.0);
+        let rss: Vec<f64> = steady.iter().map(|p| p.rss_mib[k]).collect();
+        let median = median_of(rss.clone());
         if rss
             .iter()
             .any(|r| (r / median.max(1e-9) - 1.0).abs() > 0.10)
@@ -268,13 +281,13 @@ pub async fn run(opts: SoakOptions) -> Result<(String, bool), HarnessError> {
                 "{name}'s RSS moved more than 10% from {median:.1} MiB"
             ));
         }
-        let fds: Vec<usize> = steady.iter().map(|p| p.fds[k]).collect();
-        let (lo, hi) = (
-            fds.iter().copied().min().unwrap_or(0),
-            fds.iter().copied().max().unwrap_or(0),
-        );
-        if hi > lo + (lo / 10).max(4) {
-            unflat.push(format!("{name}'s open descriptors went from {lo} to {hi}"));
+        let fds: Vec<f64> = steady.iter().map(|p| p.fds[k] as f64).collect();
+        let first = median_of(fds.iter().take(quarter).copied().collect());
+        let last = median_of(fds.iter().rev().take(quarter).copied().collect());
+        if last > first + (first * 0.1).max(4.0) {
+            unflat.push(format!(
+                "{name}'s open descriptors grew from a median of {first:.0} to {last:.0}"
+            ));
         }
     }
     if unflat.is_empty() {
