@@ -10,9 +10,14 @@ use serde_json::Value;
 #[test]
 fn every_scenario_runs_and_every_peer_answers_correctly() {
     let out = tempfile::tempdir().unwrap();
+    // The run's own temporary directory: everything it starts inherits it or keeps its data
+    // under it (the nodes' storage), so what is left afterwards is found by it, and never
+    // confused with another test's processes (the chaos smoke test runs the same platform).
+    let tmp = tempfile::tempdir().unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_lyra-bench"))
         .args(["all", "--smoke", "--no-build", "--out"])
         .arg(out.path())
+        .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
     assert!(
@@ -83,7 +88,7 @@ fn every_scenario_runs_and_every_peer_answers_correctly() {
         .filter(|pid| testkit::procs::alive(*pid))
         .filter(|pid| {
             let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            String::from_utf8_lossy(&env).contains("/lyra-bench-")
+            String::from_utf8_lossy(&env).contains(&tmp.path().display().to_string())
         })
         .collect();
     assert!(leftovers.is_empty(), "processes left behind: {leftovers:?}");

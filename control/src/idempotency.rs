@@ -25,7 +25,8 @@ use crate::{AppState, MAX_BODY_BYTES};
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 const KEEP_SECS: u64 = 24 * 60 * 60;
-/// How long a claim lasts if the request never finishes (the process died mid-request).
+/// How long a claim lasts if the request never finishes (the process died mid-request) or its
+/// outcome is unknown (a 5xx: a write may have been sent before Redis stalled).
 const CLAIM_SECS: u64 = 60;
 pub const MAX_KEY_LEN: usize = 255;
 
@@ -198,6 +199,13 @@ async fn remember(
     response: Response,
 ) -> Response {
     let status = response.status();
+    if status.is_server_error() {
+        // The outcome is unknown: a write that timed out (Redis stalled) may still run when
+        // Redis resumes, after anything sent now. The claim is left to expire: a retry meets
+        // "in progress" (Retry-After) meanwhile, or, if the create did run, the reference its
+        // script stored with the cluster; never a second cluster.
+        return response;
+    }
     if !keep(status) {
         forget(state, key).await;
         return response;

@@ -398,3 +398,37 @@ async fn the_create_script_answers_the_key_in_the_step_that_writes_the_cluster()
     let ttl: i64 = redis::cmd("TTL").arg(claim).query(&mut con).unwrap();
     assert!((1..=60).contains(&ttl), "kept with its lifetime: {ttl}");
 }
+
+/// A 5xx leaves the outcome unknown: a write sent just before Redis stalled may still run when
+/// it resumes. The key stays claimed, so a retry is told to come back (409, Retry-After), and is
+/// never run a second time alongside the first. Found by the chaos run, where a create that
+/// timed out on a stopped Redis ran after it resumed, and its retry made a second cluster.
+#[tokio::test]
+async fn a_request_answered_with_a_5xx_keeps_its_key_claimed() {
+    let orion = Orion::start().await;
+    let account = orion.create_account("acme").await;
+    let admin = orion.create_token(&account, "admin").await;
+    orion.put_region("local", "dev", room_for(5)).await;
+    // The create fails with a 5xx: the account's record cannot be read.
+    let _: () = redis::cmd("SET")
+        .arg(keyspace::account(account.parse().unwrap()))
+        .arg("{not json")
+        .query(&mut orion.redis())
+        .unwrap();
+    let create = || {
+        orion
+            .request(
+                Some(&admin),
+                Method::POST,
+                &format!("/api/v1/accounts/{account}/clusters"),
+            )
+            .header("Idempotency-Key", "unknown-outcome")
+            .json(&spec("unknown", 1))
+            .send()
+    };
+    let first = create().await.unwrap();
+    assert!(first.status().is_server_error(), "{}", first.status());
+    let retry = create().await.unwrap();
+    assert_eq!(retry.status(), 409);
+    assert!(retry.headers().get("retry-after").is_some());
+}
