@@ -7,7 +7,8 @@ mod common;
 
 use std::process::Output;
 
-use common::dev::{Dev, grpc, grpc_status, processes_of, rest, stderr, stdout, until};
+use common::dev::{Dev, grpc, grpc_status, processes_of, rest, stderr, stdout};
+use common::until;
 use serde_json::{Value, json};
 use testkit::free_port;
 

@@ -14,8 +14,9 @@
 mod common;
 
 use base64::Engine as _;
-use common::dev::{Dev, grpc, rest, stderr, until};
+use common::dev::{Dev, grpc, rest, stderr};
 use common::https::Answer;
+use common::until;
 use contract::keyscheme::SecretKind;
 use contract::keyspace;
 use contract::route::UpstreamCredentials;
@@ -40,16 +41,19 @@ impl Said {
 
     /// Records a refusal's body (and its headers, which carry gRPC details).
     fn refusal(&mut self, what: &str, answer: &Answer) {
-        let headers: String = answer
-            .headers
-            .iter()
-            .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
-            .collect();
         self.add(
             format!("{what} ({})", answer.status),
-            format!("{headers}{}", answer.body),
+            format!("{}{}", headers_text(&answer.headers), answer.body),
         );
     }
+}
+
+/// Header fields as text, one `name: value` line each.
+fn headers_text(headers: &http::HeaderMap) -> String {
+    headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,11 +315,7 @@ async fn no_secret_reaches_a_log_a_metric_or_an_error_body() {
             .await
             .unwrap();
         assert_eq!(r.status(), 401, "{what}");
-        let headers: String = r
-            .headers()
-            .iter()
-            .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
-            .collect();
+        let headers = headers_text(r.headers());
         said.add(
             format!("Orion: {what}"),
             format!("{headers}{}", r.text().await.unwrap()),

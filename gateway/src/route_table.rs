@@ -154,8 +154,9 @@ impl Route {
         }
         let now = self.now_ms();
         let open = |i: &usize| self.open(*i, tried, grpc);
-        // `start` is a wrapping counter: reduced first, it cannot overflow when added to.
-        let ring = (0..n).map(|k| (start % n + k) % n);
+        // `start` is a wrapping counter: reduced once, it cannot overflow when added to.
+        let first = start % n;
+        let ring = (0..n).map(|k| (first + k) % n);
         let chosen = ring
             .clone()
             .find(|i| open(i) && !self.down(*i, now))

@@ -13,6 +13,7 @@ use testkit::standin::standin_bin;
 use testkit::{free_port, supervised};
 
 use super::https::{Answer, Https};
+use super::until;
 
 /// A fresh working directory with `lyra dev` running in it, on free ports.
 pub struct Dev {
@@ -209,20 +210,6 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()
-}
-
-pub async fn until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out: {what}");
 }
 
 /// The processes `lyra dev` started for the data directory `data`: the nodes (their

@@ -23,6 +23,21 @@ use testkit::{RedisServer, free_port, supervised};
 pub const OPERATOR: &str = "an-operator-token-long-enough";
 pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
+/// Polls `f` every 100 ms until it holds; fails the test after a minute.
+pub async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out: {what}");
+}
+
 /// What GateKeeper is given instead of the platform key (`lyra platform-key gateway`).
 pub fn gateway_key() -> String {
     Keyring::from_config(MASTER_KEY, &[])
@@ -320,18 +335,12 @@ impl Platform {
         panic!("cluster {id} never reached {phase}; last seen: {last}");
     }
 
-    pub async fn wait_until<F, Fut>(&self, mut check: F, what: &str)
+    pub async fn wait_until<F, Fut>(&self, check: F, what: &str)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        for _ in 0..600 {
-            if check().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("timed out waiting for: {what}");
+        until(what, check).await
     }
 
     pub fn redis(&self) -> redis::Connection {

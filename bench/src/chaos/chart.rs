@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::traffic::{Outcome, Request};
@@ -20,6 +21,20 @@ const COLORS: [RGBColor; 4] = [
 
 fn err<E: std::fmt::Display>(e: E) -> HarnessError {
     HarnessError::Setup(format!("chart: {e}"))
+}
+
+/// The series' legend, in the lower right of `chart`.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+) -> Result<(), HarnessError> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)
 }
 
 /// Per series, answered and failed requests per 250 ms (by when they were sent), with the
@@ -122,14 +137,7 @@ pub fn timeline(
             .label(format!("{name}: failed"))
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], red.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart)?;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -177,14 +185,7 @@ pub fn panels(path: &Path, title: &str, panels: &[(&str, Series)]) -> Result<(),
                     PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart)?;
     }
     root.present().map_err(err)?;
     Ok(())

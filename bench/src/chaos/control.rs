@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::harness::platform::cluster_spec;
+
 /// How long an accepted command may take to end, faults included, before it counts as lost.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -125,10 +127,12 @@ impl Tenant {
     /// One cluster's life: create (1 node), resize to 2, delete; each waited for.
     async fn cycle(&self, name: &str, log: &mut Vec<Accepted>) -> Result<(), String> {
         let clusters = format!("/api/v1/accounts/{}/clusters", self.account);
-        let spec = json!({"name": name, "cloud_provider": "local", "cloud_region": "dev",
-            "configuration": {"num_nodes": 1, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}});
         let (status, created, unanswered) = self
-            .command(reqwest::Method::POST, &clusters, Some(spec))
+            .command(
+                reqwest::Method::POST,
+                &clusters,
+                Some(cluster_spec(name, 1)),
+            )
             .await?;
         // 202, or 200 when a retry was sent (303) to the cluster the first try made.
         let Some(id) = created["id"]
@@ -150,9 +154,7 @@ impl Tenant {
             (
                 "resize",
                 reqwest::Method::PATCH,
-                Some(
-                    json!({"configuration": {"num_nodes": 2, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}}),
-                ),
+                Some(json!({"configuration": cluster_spec(name, 2)["configuration"]})),
                 "HEALTHY",
                 2,
             ),

@@ -20,7 +20,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::Method;
 
 use super::control::{Accepted, Tenant};
 use super::traffic::{self, Request, Traffic};
@@ -40,10 +40,34 @@ pub struct FaultOptions {
     pub out: PathBuf,
 }
 
+/// The faults, in the order they are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    NebulaKilled,
+    RedisKilled,
+    RedisStopped,
+    NodeKilled,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::NebulaKilled => "kill -9 Nebula, restart after 2 s",
+            FaultKind::RedisKilled => "kill -9 Redis, restart after 3 s (AOF)",
+            FaultKind::RedisStopped => "SIGSTOP Redis for 10 s",
+            FaultKind::NodeKilled => "kill -9 one Qdrant node of three",
+        }
+    }
+
+    fn takes_redis(self) -> bool {
+        matches!(self, FaultKind::RedisKilled | FaultKind::RedisStopped)
+    }
+}
+
 /// One fault: what, when it began, when the harness undid it.
 #[derive(Debug, Clone)]
 pub struct Fault {
-    pub name: &'static str,
+    pub kind: FaultKind,
     pub start: Instant,
     pub end: Instant,
     /// For Redis faults: Redis back → the gateway resynced; → a revocation made then enforced.
@@ -115,23 +139,16 @@ fn target(
     body: &str,
 ) -> Result<Target, HarnessError> {
     let tls = load::tls_client(ca, &[b"http/1.1"]).map_err(HarnessError::Setup)?;
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "content-type",
-        http::HeaderValue::from_static("application/json"),
+    let mut t = Target::get(
+        ([127, 0, 0, 1], gk.rest).into(),
+        &format!("{host}:{}", gk.rest),
+        path,
     );
-    Ok(Target {
-        addr: ([127, 0, 0, 1], gk.rest).into(),
-        tls: Some((tls, host.to_owned())),
-        authority: format!("{host}:{}", gk.rest),
-        method,
-        path: path.to_owned(),
-        headers,
-        body: Bytes::from(body.to_owned()),
-        h2: false,
-        grpc: false,
-    }
-    .header("api-key", key))
+    t.tls = Some((tls, host.to_owned()));
+    t.method = method;
+    t.body = Bytes::from(body.to_owned());
+    Ok(t.header("content-type", "application/json")
+        .header("api-key", key))
 }
 
 /// Runs the faults; the report (Markdown) and the promises broken, if any.
@@ -193,7 +210,7 @@ pub async fn run(opts: FaultOptions) -> Result<(String, Vec<String>), HarnessErr
     tokio::time::sleep(Duration::from_secs(2)).await;
     tokio::task::block_in_place(|| lyra.restart_nebula())?;
     faults.push(Fault {
-        name: "kill -9 Nebula, restart after 2 s",
+        kind: FaultKind::NebulaKilled,
         start,
         end: Instant::now(),
         resync: None,
@@ -203,10 +220,7 @@ pub async fn run(opts: FaultOptions) -> Result<(String, Vec<String>), HarnessErr
     tokio::time::sleep(opts.quiet).await;
 
     // 2 and 3. Redis killed, then stopped; each time a key is revoked as soon as it is back.
-    for (name, kill) in [
-        ("kill -9 Redis, restart after 3 s (AOF)", true),
-        ("SIGSTOP Redis for 10 s", false),
-    ] {
+    for kind in [FaultKind::RedisKilled, FaultKind::RedisStopped] {
         let (probe_key, probe_id) = lyra.new_key("probe").await?;
         let probe = target(
             &gk,
@@ -218,7 +232,7 @@ pub async fn run(opts: FaultOptions) -> Result<(String, Vec<String>), HarnessErr
             "",
         )?;
         let start = Instant::now();
-        let noticed = if kill {
+        let noticed = if kind == FaultKind::RedisKilled {
             tokio::task::block_in_place(|| lyra.redis.kill()).map_err(redis_fault)?;
             let noticed = redis_connected(&http, &gk, false, Duration::from_secs(3)).await;
             tokio::time::sleep(Duration::from_secs(3).saturating_sub(start.elapsed())).await;
@@ -237,7 +251,7 @@ pub async fn run(opts: FaultOptions) -> Result<(String, Vec<String>), HarnessErr
             revocation_enforced(&lyra, &probe, &probe_id)
         );
         faults.push(Fault {
-            name,
+            kind,
             start,
             end: back,
             resync: resynced.map(|t| t - back),
@@ -266,7 +280,7 @@ pub async fn run(opts: FaultOptions) -> Result<(String, Vec<String>), HarnessErr
     let node_gone = killed && !testkit::procs::alive(victim);
     let nodes_after_kill = lyra.node_pids(&known).len();
     faults.push(Fault {
-        name: "kill -9 one Qdrant node of three",
+        kind: FaultKind::NodeKilled,
         start,
         end: start,
         resync: None,
@@ -392,44 +406,44 @@ pub async fn run(opts: FaultOptions) -> Result<(String, Vec<String>), HarnessErr
         let (rb, ra) = traffic::failures_during(&reads, f.start, to);
         let (wb, wa) = traffic::failures_during(&writes, f.start, to);
         let flight =
-            traffic::in_flight_at(&reads, f.start).1 + traffic::in_flight_at(&writes, f.start).1;
+            traffic::in_flight_at(&reads, f.start) + traffic::in_flight_at(&writes, f.start);
         // Commands Orion had accepted that had not ended when the fault began.
         let commands_in_flight = commands
             .iter()
             .filter(|c| c.accepted <= f.start && c.ended.is_none_or(|(t, _)| t > f.start))
             .count();
         if ra == 0 || wa == 0 {
-            broken.push(format!("{}: no traffic while it lasted", f.name));
+            broken.push(format!("{}: no traffic while it lasted", f.kind.name()));
         }
-        if f.name.contains("node") {
+        if f.kind == FaultKind::NodeKilled {
             // Requests in flight to the killed node may fail; every one sent after it died
             // must find another node.
-            let failed_after = traffic::sent_between(&reads, f.start, to).0
-                + traffic::sent_between(&writes, f.start, to).0;
+            let failed_after = traffic::failed_sent_between(&reads, f.start, to)
+                + traffic::failed_sent_between(&writes, f.start, to);
             if failed_after > 0 {
                 broken.push(format!(
                     "{}: {failed_after} requests sent after the node died failed",
-                    f.name
+                    f.kind.name()
                 ));
             }
             if !node_gone {
-                broken.push(format!("{}: the node did not die", f.name));
+                broken.push(format!("{}: the node did not die", f.kind.name()));
             }
         } else if rb + wb > 0 {
             // GateKeeper serves known clusters from memory, without Redis or Nebula.
-            broken.push(format!("{}: {} requests failed", f.name, rb + wb));
+            broken.push(format!("{}: {} requests failed", f.kind.name(), rb + wb));
         }
-        if f.name.contains("Redis") && f.converged.is_none() {
+        if f.kind.takes_redis() && f.converged.is_none() {
             broken.push(format!(
                 "{}: a revocation made after it was never enforced",
-                f.name
+                f.kind.name()
             ));
         }
         let _ = writeln!(
             md,
             "| {} | {rb} of {ra} | {wb} of {wa} | {flight} | {commands_in_flight} | {} | {} |",
-            f.name,
-            if f.name.contains("Redis") && !f.noticed {
+            f.kind.name(),
+            if f.kind.takes_redis() && !f.noticed {
                 "kept its connection".to_owned()
             } else {
                 ms(f.resync)
@@ -562,7 +576,7 @@ pub async fn run(opts: FaultOptions) -> Result<(String, Vec<String>), HarnessErr
         .zip(&windows)
         .map(|(f, (a, b))| {
             (
-                f.name.to_owned(),
+                f.kind.name().to_owned(),
                 (*a - began).as_secs_f64(),
                 (*b - began).as_secs_f64(),
             )

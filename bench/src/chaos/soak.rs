@@ -12,13 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderMap, Method};
-
 use super::control::Tenant;
 use crate::harness::HarnessError;
 use crate::harness::load::{self, Mode, Target};
-use crate::harness::platform::Lyra;
+use crate::harness::platform::{Lyra, cluster_spec};
 use crate::harness::procs::{self, Pinning};
 
 #[derive(Debug, Clone)]
@@ -76,8 +73,7 @@ async fn churn(
         }
         // Route churn: a 1-node cluster made one second, the oldest extra deleted the next.
         let (method, path, body) = if i % 2 == 1 || clusters.is_empty() {
-            let spec = serde_json::json!({"name": format!("soak-{i}"), "cloud_provider": "local", "cloud_region": "dev",
-                "configuration": {"num_nodes": 1, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}});
+            let spec = cluster_spec(&format!("soak-{i}"), 1);
             (reqwest::Method::POST, clusters_path.clone(), Some(spec))
         } else {
             let id = clusters.pop_front().unwrap_or_default();
@@ -118,17 +114,11 @@ pub async fn run(opts: SoakOptions) -> Result<(String, bool), HarnessError> {
     let gk = lyra.gatekeeper("gatekeeper", &[]).await?;
     let (orion, nebula) = lyra.service_pids();
     let pids = [gk.pid(), orion, nebula];
-    let target = Target {
-        addr: ([127, 0, 0, 1], gk.plain).into(),
-        tls: None,
-        authority: lyra.host.clone(),
-        method: Method::GET,
-        path: "/collections".to_owned(),
-        headers: HeaderMap::new(),
-        body: Bytes::new(),
-        h2: false,
-        grpc: false,
-    }
+    let target = Target::get(
+        ([127, 0, 0, 1], gk.plain).into(),
+        &lyra.host,
+        "/collections",
+    )
     .header("api-key", &lyra.key);
     let connections = opts.connections.max(1);
     let max = load::run(
@@ -227,40 +217,6 @@ pub async fn run(opts: SoakOptions) -> Result<(String, bool), HarnessError> {
         "| process | RSS after warm-up (MiB) | RSS spread around its median | open fds after warm-up | fds, median of the first and last quarter |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|");
-    for (k, name) in names.iter().enumerate() {
-        let mut rss: Vec<f64> = steady.iter().map(|p| p.rss_mib[k]).collect();
-        rss.sort_by(f64::total_cmp);
-        let fds: Vec<usize> = steady.iter().map(|p| p.fds[k]).collect();
-        let (lo, hi) = (
-            rss.first().copied().unwrap_or(0.0),
-            rss.last().copied().unwrap_or(0.0),
-        );
-        let median = rss.get(rss.len() / 2).copied().unwrap_or(0.0).max(1e-9);
-        let quarter = (fds.len() / 4).max(1);
-        let fd_median = |v: Vec<usize>| {
-            let mut v = v;
-            v.sort_unstable();
-            v.get(v.len() / 2).copied().unwrap_or(0)
-        };
-        let _ = writeln!(
-            md,
-            "| {name} | {lo:.1} to {hi:.1} | {:+.1}% / {:+.1}% | {} to {} | {} and {} |",
-            (lo / median - 1.0) * 100.0,
-            (hi / median - 1.0) * 100.0,
-            fds.iter().min().unwrap_or(&0),
-            fds.iter().max().unwrap_or(&0),
-            fd_median(fds.iter().take(quarter).copied().collect()),
-            fd_median(fds.iter().rev().take(quarter).copied().collect()),
-        );
-    }
-    let p99s: Vec<f64> = steady.iter().map(|p| p.p99_ms).collect();
-    let _ = writeln!(
-        md,
-        "\np99 per {:.0} s window after warm-up: {:.2} to {:.2} ms.",
-        opts.window.as_secs_f64(),
-        p99s.iter().copied().fold(f64::INFINITY, f64::min),
-        p99s.iter().copied().fold(0.0, f64::max)
-    );
     // Flat: every process's RSS within 10% of its median after the warm-up, and its open
     // descriptors not growing: a sample is taken as a window's connections close, so single
     // samples jump; a leak shows as the last quarter's median above the first quarter's.
@@ -272,24 +228,41 @@ pub async fn run(opts: SoakOptions) -> Result<(String, bool), HarnessError> {
     let mut unflat = Vec::new();
     for (k, name) in names.iter().enumerate() {
         let rss: Vec<f64> = steady.iter().map(|p| p.rss_mib[k]).collect();
-        let median = median_of(rss.clone());
-        if rss
-            .iter()
-            .any(|r| (r / median.max(1e-9) - 1.0).abs() > 0.10)
-        {
+        let median = median_of(rss.clone()).max(1e-9);
+        let (lo, hi) = (
+            rss.iter().copied().fold(f64::INFINITY, f64::min),
+            rss.iter().copied().fold(0.0, f64::max),
+        );
+        let fds: Vec<f64> = steady.iter().map(|p| p.fds[k] as f64).collect();
+        let first = median_of(fds.iter().take(quarter).copied().collect());
+        let last = median_of(fds.iter().rev().take(quarter).copied().collect());
+        let _ = writeln!(
+            md,
+            "| {name} | {lo:.1} to {hi:.1} | {:+.1}% / {:+.1}% | {:.0} to {:.0} | {first:.0} and {last:.0} |",
+            (lo / median - 1.0) * 100.0,
+            (hi / median - 1.0) * 100.0,
+            fds.iter().copied().fold(f64::INFINITY, f64::min),
+            fds.iter().copied().fold(0.0, f64::max),
+        );
+        if rss.iter().any(|r| (r / median - 1.0).abs() > 0.10) {
             unflat.push(format!(
                 "{name}'s RSS moved more than 10% from {median:.1} MiB"
             ));
         }
-        let fds: Vec<f64> = steady.iter().map(|p| p.fds[k] as f64).collect();
-        let first = median_of(fds.iter().take(quarter).copied().collect());
-        let last = median_of(fds.iter().rev().take(quarter).copied().collect());
         if last > first + (first * 0.1).max(4.0) {
             unflat.push(format!(
                 "{name}'s open descriptors grew from a median of {first:.0} to {last:.0}"
             ));
         }
     }
+    let p99s: Vec<f64> = steady.iter().map(|p| p.p99_ms).collect();
+    let _ = writeln!(
+        md,
+        "\np99 per {:.0} s window after warm-up: {:.2} to {:.2} ms.",
+        opts.window.as_secs_f64(),
+        p99s.iter().copied().fold(f64::INFINITY, f64::min),
+        p99s.iter().copied().fold(0.0, f64::max)
+    );
     if unflat.is_empty() {
         let _ = writeln!(md, "\nRSS and open descriptors stayed flat.");
     }

@@ -110,14 +110,14 @@ pub fn failures_during(log: &[Request], from: Instant, to: Instant) -> (usize, u
     count(log.iter().filter(|r| r.sent < to && r.done > from))
 }
 
-/// Requests in flight at `at` (sent before, ended after): failed, and all.
-pub fn in_flight_at(log: &[Request], at: Instant) -> (usize, usize) {
-    count(log.iter().filter(|r| r.sent <= at && r.done > at))
+/// Requests in flight at `at` (sent before, ended after).
+pub fn in_flight_at(log: &[Request], at: Instant) -> usize {
+    log.iter().filter(|r| r.sent <= at && r.done > at).count()
 }
 
-/// Requests sent in `(from, to)`: failed, and all.
-pub fn sent_between(log: &[Request], from: Instant, to: Instant) -> (usize, usize) {
-    count(log.iter().filter(|r| r.sent > from && r.sent < to))
+/// Requests sent in `(from, to)` that did not get a correct answer.
+pub fn failed_sent_between(log: &[Request], from: Instant, to: Instant) -> usize {
+    count(log.iter().filter(|r| r.sent > from && r.sent < to)).0
 }
 
 fn count<'a>(requests: impl Iterator<Item = &'a Request>) -> (usize, usize) {

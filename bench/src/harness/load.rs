@@ -45,6 +45,21 @@ pub struct Target {
 }
 
 impl Target {
+    /// `GET path` to `addr` on plain TCP over HTTP/1.1, naming `authority`, with no headers.
+    pub fn get(addr: SocketAddr, authority: &str, path: &str) -> Self {
+        Self {
+            addr,
+            tls: None,
+            authority: authority.to_owned(),
+            method: Method::GET,
+            path: path.to_owned(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            h2: false,
+            grpc: false,
+        }
+    }
+
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
             self.headers.insert(HeaderName::from_static(name), v);

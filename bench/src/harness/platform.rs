@@ -211,23 +211,18 @@ impl Lyra {
             .await?;
         let token = field(&token, "token")?;
         let cluster = call
-            .json(&token, "POST", &format!("/api/v1/accounts/{account}/clusters"), Some(json!({
-                "name": "bench", "cloud_provider": "local", "cloud_region": "dev",
-                "configuration": {"num_nodes": 1, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}})))
+            .json(
+                &token,
+                "POST",
+                &format!("/api/v1/accounts/{account}/clusters"),
+                Some(cluster_spec("bench", 1)),
+            )
             .await?;
         let cluster_id = field(&cluster, "id")?;
         let host = field(&cluster, "endpoint")?;
         let cluster: ClusterId = cluster_id.parse().map_err(setup("cluster id"))?;
         let path = format!("/api/v1/accounts/{account}/clusters/{cluster_id}");
-        procs::until("the cluster HEALTHY", Duration::from_secs(60), || {
-            let (call, token, path) = (&call, &token, &path);
-            async move {
-                call.json(token, "GET", path, None)
-                    .await
-                    .is_ok_and(|c| c["phase"] == "HEALTHY")
-            }
-        })
-        .await?;
+        until_phase(&call, &token, &path, "HEALTHY").await?;
         let key = call
             .json(
                 &token,
@@ -398,23 +393,18 @@ impl Lyra {
             api: &self.api,
         };
         let clusters = format!("/api/v1/accounts/{}/clusters", self.account);
-        let spec = json!({"name": name, "cloud_provider": "local", "cloud_region": "dev",
-            "configuration": {"num_nodes": nodes, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}});
         let created = call
-            .json(&self.token, "POST", &clusters, Some(spec))
+            .json(
+                &self.token,
+                "POST",
+                &clusters,
+                Some(cluster_spec(name, nodes)),
+            )
             .await?;
         let id = field(&created, "id")?;
         let host = field(&created, "endpoint")?;
         let path = format!("{clusters}/{id}");
-        procs::until("a cluster HEALTHY", Duration::from_secs(60), || {
-            let (call, token, path) = (&call, &self.token, &path);
-            async move {
-                call.json(token, "GET", path, None)
-                    .await
-                    .is_ok_and(|c| c["phase"] == "HEALTHY")
-            }
-        })
-        .await?;
+        until_phase(&call, &self.token, &path, "HEALTHY").await?;
         let key = call
             .json(
                 &self.token,
@@ -484,6 +474,31 @@ fn field(v: &Value, name: &str) -> Result<String, HarnessError> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| HarnessError::Setup(format!("answer without {name}: {v}")))
+}
+
+/// A cluster of `nodes` small nodes in `local/dev`, as every run creates them.
+pub fn cluster_spec(name: &str, nodes: u32) -> Value {
+    json!({"name": name, "cloud_provider": "local", "cloud_region": "dev",
+        "configuration": {"num_nodes": nodes, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}})
+}
+
+/// Polls the cluster at `path` until it is in `phase` (a minute at most).
+async fn until_phase(
+    call: &Caller<'_>,
+    token: &str,
+    path: &str,
+    phase: &str,
+) -> Result<(), HarnessError> {
+    procs::until(
+        &format!("{path} {phase}"),
+        Duration::from_secs(60),
+        || async move {
+            call.json(token, "GET", path, None)
+                .await
+                .is_ok_and(|c| c["phase"] == phase)
+        },
+    )
+    .await
 }
 
 /// The node's addresses and read-write secret, from the stored route (unsealed with the
@@ -620,10 +635,13 @@ impl Lyra {
             api: &self.api,
         };
         let clusters = format!("/api/v1/accounts/{}/clusters", self.account);
-        let spec = json!({"name": "timed", "cloud_provider": "local", "cloud_region": "dev",
-            "configuration": {"num_nodes": nodes, "node_configuration": {"cpu": 1000, "memory": 1024, "disk": 1}}});
         let created = call
-            .json(&self.token, "POST", &clusters, Some(spec))
+            .json(
+                &self.token,
+                "POST",
+                &clusters,
+                Some(cluster_spec("timed", nodes)),
+            )
             .await?;
         let accepted = std::time::Instant::now();
         let path = format!("{clusters}/{}", field(&created, "id")?);
@@ -637,15 +655,7 @@ impl Lyra {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         call.json(&self.token, "DELETE", &path, None).await?;
-        procs::until("the timed cluster deleted", Duration::from_secs(60), || {
-            let (call, token, path) = (&call, &self.token, &path);
-            async move {
-                call.json(token, "GET", path, None)
-                    .await
-                    .is_ok_and(|c| c["phase"] == "DELETED")
-            }
-        })
-        .await?;
+        until_phase(&call, &self.token, &path, "DELETED").await?;
         healthy.ok_or_else(|| HarnessError::Setup("a timed cluster never became HEALTHY".into()))
     }
 }

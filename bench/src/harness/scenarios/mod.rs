@@ -145,17 +145,11 @@ impl Ctx {
     }
 
     fn base(&self, port: u16) -> Target {
-        Target {
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            tls: None,
-            authority: self.lyra.host.clone(),
-            method: Method::GET,
-            path: "/collections".to_owned(),
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-            h2: false,
-            grpc: false,
-        }
+        Target::get(
+            ([127, 0, 0, 1], port).into(),
+            &self.lyra.host,
+            "/collections",
+        )
     }
 
     /// The same request over TLS 1.3 (SNI = the cluster's host, ALPN http/1.1).
